@@ -1,0 +1,5 @@
+"""``python -m heal`` is the ``heal`` command."""
+
+from heal.cli.main import main
+
+main()
