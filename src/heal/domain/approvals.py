@@ -1,0 +1,138 @@
+"""Approvals: who may sign, when quorum is reached, what auto-approval allows.
+
+Pure rules; the approval service applies them inside the transaction that records a
+signature, so that two signers at once or a signer racing the expiry end in exactly
+one outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time
+from enum import IntEnum, StrEnum
+
+# heal itself requests approvals for the actions its rules start.
+HEAL_REQUESTER = "heal"
+
+
+class Role(IntEnum):
+    """Ordered: each role may do everything the ones below it may."""
+
+    VIEWER = 1
+    OPERATOR = 2
+    APPROVER = 3
+    ADMIN = 4
+
+    @classmethod
+    def parse(cls, name: str) -> Role:
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            raise ValueError(
+                f"unknown role {name!r} (roles: {', '.join(r.name.lower() for r in cls)})"
+            ) from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not ApprovalStatus.PENDING
+
+
+class RiskLevel(IntEnum):
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @classmethod
+    def parse(cls, name: str) -> RiskLevel:
+        return cls[name.upper()]
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    name: str
+    role: Role
+    groups: frozenset[str]
+
+
+class SignRefused(Exception):
+    """The signer may not sign this approval; ``reason`` says why (for a 403)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def check_may_sign(
+    signer: Signer, *, requester: str, approver_groups: list[str], already_signed: list[str]
+) -> None:
+    if signer.role < Role.APPROVER:
+        raise SignRefused(
+            f"{signer.name} is a {signer.role.label}; approving needs the approver or admin role"
+        )
+    if approver_groups and not signer.groups & set(approver_groups):
+        raise SignRefused(
+            f"{signer.name} is in none of the approver groups {sorted(approver_groups)}"
+        )
+    if signer.name == requester:
+        raise SignRefused(
+            f"{signer.name} requested this action and cannot approve it (separation of duties)"
+        )
+    if signer.name in already_signed:
+        raise SignRefused(f"{signer.name} has already signed this approval")
+
+
+def quorum_reached(signatures: int, required: int) -> bool:
+    return signatures >= required
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """``Mon-Fri 09:00-18:00`` (UTC): days inclusive, times [start, end)."""
+
+    days: frozenset[int]
+    start: time
+    end: time
+
+    _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+    @classmethod
+    def parse(cls, spec: str) -> TimeWindow:
+        try:
+            day_part, time_part = spec.split()
+            first, _, last = day_part.lower().partition("-")
+            a = cls._DAYS.index(first)
+            b = cls._DAYS.index(last or first)
+            days = (
+                frozenset(range(a, b + 1))
+                if a <= b
+                else frozenset([*range(a, 7), *range(0, b + 1)])
+            )
+            start_text, end_text = time_part.split("-")
+            start, end = time.fromisoformat(start_text), time.fromisoformat(end_text)
+        except ValueError as exc:
+            raise ValueError(f"time window {spec!r} is not like 'Mon-Fri 09:00-18:00'") from exc
+        return cls(days, start, end)
+
+    def contains(self, moment: datetime) -> bool:
+        if moment.weekday() not in self.days:
+            return False
+        now = moment.time().replace(tzinfo=None)
+        if self.start <= self.end:
+            return self.start <= now < self.end
+        return now >= self.start or now < self.end  # overnight, e.g. 22:00-06:00

@@ -1,0 +1,33 @@
+"""Kinds of entries on an incident's append-only timeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class EventKind(StrEnum):
+    ALERT_RECEIVED = "alert.received"
+    ALERT_RESOLVED = "alert.resolved"
+    INCIDENT_OPENED = "incident.opened"
+    INCIDENT_RESOLVED = "incident.resolved"
+    RULE_MATCHED = "rule.matched"
+    RULE_SKIPPED = "rule.skipped"
+    ACTION_CREATED = "action.created"
+    ACTION_JOINED = "action.joined"
+    ACTION_STATUS = "action.status"
+    NODE_STARTED = "node.started"
+    NODE_FINISHED = "node.finished"
+    NODE_FAILED = "node.failed"
+    NODE_RETRY = "node.retry"
+    NODE_LOG = "node.log"
+    STALE_RESULT = "node.stale_result"
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    kind: EventKind
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+    action_id: int | None = None
