@@ -1,0 +1,131 @@
+"""Load a policy file and report every problem with its line and column."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from heal.policy.models import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyProblem:
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f" ({self.path})" if self.path else ""
+        return f"{self.line}:{self.column}{where}: {self.message}"
+
+
+class PolicyError(Exception):
+    def __init__(self, source: str, problems: list[PolicyProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"{source}:{p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in {source}:\n{listing}")
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's commented containers, as plain dicts and lists for pydantic."""
+    if isinstance(node, dict):
+        return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _position(root: Any, loc: tuple[Any, ...]) -> tuple[int, int]:
+    """The line/column (1-based) of the deepest node of ``loc`` that exists in the file."""
+    line, column = 0, 0
+    node = root
+    for part in loc:
+        lc = getattr(node, "lc", None)
+        try:
+            if isinstance(node, dict) and part in node:
+                if lc is not None:
+                    line, column = lc.key(part)
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                if lc is not None:
+                    line, column = lc.item(part)
+                node = node[part]
+            else:
+                break
+        except (KeyError, IndexError, TypeError):
+            break
+    return line + 1, column + 1
+
+
+def _readable(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def load_policy_text(text: str, source: str = "<policy>") -> Policy:
+    yaml = YAML(typ="rt")
+    try:
+        root = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise PolicyError(source, [PolicyProblem(line, column, "", str(exc.problem))]) from exc
+    if root is None:
+        root = {}
+    if not isinstance(root, dict):
+        raise PolicyError(source, [PolicyProblem(1, 1, "", "a policy is a mapping at the top")])
+    try:
+        policy = Policy.model_validate(_plain(root))
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+            line, column = _position(root, loc)
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(PolicyProblem(line, column, _readable(loc), message))
+        raise PolicyError(source, problems) from None
+    references = policy.reference_errors()
+    if references:
+        raise PolicyError(
+            source,
+            [
+                PolicyProblem(*_position(root, loc), _readable(loc), message)
+                for loc, message in references
+            ],
+        )
+    return policy
+
+
+def load_policy(path: str | Path) -> Policy:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        problem = PolicyProblem(1, 1, "", f"cannot read: {exc.strerror}")
+        raise PolicyError(str(path), [problem]) from exc
+    except UnicodeDecodeError as exc:
+        problem = PolicyProblem(1, 1, "", f"not UTF-8 text (byte {exc.start}): {exc.reason}")
+        raise PolicyError(str(path), [problem]) from exc
+    return load_policy_text(text, str(path))
+
+
+def resolve_secrets(policy: Policy, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Read every declared secret from the environment; a missing one is an error."""
+    environ = dict(os.environ) if environ is None else environ
+    values: dict[str, str] = {}
+    missing = []
+    for name, ref in policy.secrets.items():
+        if ref.env in environ:
+            values[name] = environ[ref.env]
+        else:
+            missing.append(f"secret {name!r}: environment variable {ref.env} is not set")
+    if missing:
+        raise PolicyError("environment", [PolicyProblem(0, 0, "secrets", m) for m in missing])
+    return values
