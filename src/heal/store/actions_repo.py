@@ -1,0 +1,130 @@
+"""Action instance rows: load, optimistic update, claim due wakes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from heal.domain.actions import TERMINAL_STATUSES
+from heal.store.tables import actions
+
+_TERMINAL = [s.value for s in TERMINAL_STATUSES]
+
+
+async def load(
+    connection: AsyncConnection, action_id: int, for_update: bool = False
+) -> dict[str, Any] | None:
+    query = select(actions).where(actions.c.id == action_id)
+    if for_update and connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    result = await connection.execute(query)
+    row = result.first()
+    return dict(row._mapping) if row else None
+
+
+async def update_if_version(
+    connection: AsyncConnection, action_id: int, expected_version: int, values: dict[str, Any]
+) -> bool:
+    """Apply ``values`` and bump the version, only if nobody moved the row on meanwhile."""
+    result = await connection.execute(
+        update(actions)
+        .where(actions.c.id == action_id, actions.c.version == expected_version)
+        .values(version=expected_version + 1, **values)
+    )
+    return result.rowcount == 1
+
+
+async def claim_due(
+    connection: AsyncConnection, now: datetime, lease_until: datetime, limit: int
+) -> list[tuple[int, int, datetime]]:
+    """Lease up to ``limit`` due wakes: (id, version, when it was due).
+
+    A lease, not a lock: if this process dies, the lease runs out and the wake is due
+    again, so a crash never strands an action.
+    """
+    due = (
+        select(actions.c.id)
+        .where(
+            actions.c.next_wake_at <= now,
+            or_(actions.c.claimed_until.is_(None), actions.c.claimed_until < now),
+        )
+        .order_by(actions.c.next_wake_at)
+        .limit(limit)
+    )
+    if connection.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    result = await connection.execute(
+        update(actions)
+        .where(actions.c.id.in_(due.scalar_subquery()))
+        .values(claimed_until=lease_until)
+        .returning(actions.c.id, actions.c.version, actions.c.next_wake_at)
+    )
+    return [(row.id, row.version, row.next_wake_at) for row in result]
+
+
+async def release(connection: AsyncConnection, action_id: int) -> None:
+    await connection.execute(
+        update(actions).where(actions.c.id == action_id).values(claimed_until=None)
+    )
+
+
+async def release_all_claims(connection: AsyncConnection) -> int:
+    result = await connection.execute(
+        update(actions).where(actions.c.claimed_until.is_not(None)).values(claimed_until=None)
+    )
+    return result.rowcount
+
+
+async def rewake_lost(connection: AsyncConnection, now: datetime) -> list[tuple[int, int]]:
+    """In-flight actions with no wake at all: give them one now (the sweeper)."""
+    result = await connection.execute(
+        update(actions)
+        .where(
+            actions.c.status.not_in(_TERMINAL),
+            actions.c.next_wake_at.is_(None),
+        )
+        .values(next_wake_at=now)
+        .returning(actions.c.id, actions.c.version)
+    )
+    return [(row.id, row.version) for row in result]
+
+
+async def next_due_at(connection: AsyncConnection) -> datetime | None:
+    result = await connection.execute(
+        select(actions.c.next_wake_at)
+        .where(actions.c.next_wake_at.is_not(None), actions.c.claimed_until.is_(None))
+        .order_by(actions.c.next_wake_at)
+        .limit(1)
+    )
+    return result.scalar()
+
+
+async def in_flight(connection: AsyncConnection, keys: list[str]) -> dict[str, int]:
+    if not keys:
+        return {}
+    result = await connection.execute(
+        select(actions.c.inflight_key, actions.c.id).where(actions.c.inflight_key.in_(keys))
+    )
+    return {row.inflight_key: row.id for row in result}
+
+
+async def insert_many(connection: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
+    if not rows:
+        return []
+    result = await connection.execute(
+        insert(actions).returning(actions.c.id, sort_by_parameter_order=True), rows
+    )
+    return [row.id for row in result]
+
+
+async def wakes_due(connection: AsyncConnection) -> list[tuple[int, int, datetime]]:
+    """Every in-flight action's (id, version, next wake)."""
+    result = await connection.execute(
+        select(actions.c.id, actions.c.version, actions.c.next_wake_at)
+        .where(actions.c.next_wake_at.is_not(None))
+        .order_by(actions.c.id)
+    )
+    return [(row.id, row.version, row.next_wake_at) for row in result]

@@ -1,0 +1,105 @@
+"""The database handle: one writer at a time on SQLite, a connection pool on PostgreSQL.
+
+SQLite (the embedded default) allows one writer. Rather than let concurrent writers
+collide on ``SQLITE_BUSY``, all writes go through a one-connection pool that begins
+``IMMEDIATE`` transactions, while reads use their own pool and WAL snapshots. The count
+of writers waiting is the overload signal: past ``max_pending_writes`` a write is
+refused at once with :class:`Overloaded`, which the API turns into 503 + Retry-After.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+class Overloaded(Exception):
+    """Too many writes are queued; the caller should retry later."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__("the database is busy; retry later")
+        self.retry_after = retry_after
+
+
+def _sqlite_engine(url: str, *, writer: bool, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=60,
+        connect_args={"timeout": 30},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so that BEGIN is ours to emit.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+    return engine
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10, max_pending_writes: int = 64) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        self.is_sqlite = self.dialect == "sqlite"
+        self.max_pending_writes = max_pending_writes
+        self._pending_writes = 0
+        if self.is_sqlite:
+            self.writer = _sqlite_engine(url, writer=True, pool_size=1)
+            self.reader = _sqlite_engine(url, writer=False, pool_size=pool_size)
+        else:
+            engine = create_async_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                pool_recycle=1800,
+            )
+            self.writer = self.reader = engine
+
+    @property
+    def pending_writes(self) -> int:
+        return self._pending_writes
+
+    @asynccontextmanager
+    async def write(self, *, shed: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One write transaction; commits on success, rolls back on error.
+
+        ``shed=True`` refuses at once when the queue of writers is full; ingest uses it so
+        that overload becomes a 503 instead of an ever longer wait.
+        """
+        if shed and self._pending_writes >= self.max_pending_writes:
+            raise Overloaded()
+        self._pending_writes += 1
+        try:
+            async with self.writer.begin() as connection:
+                yield connection
+        finally:
+            self._pending_writes -= 1
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.reader.connect() as connection:
+            yield connection
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()

@@ -1,0 +1,107 @@
+"""Incidents: open ones are found by group key, resolved ones kept for the record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from heal.domain.incidents import IncidentStatus
+from heal.store.tables import actions, incidents
+
+
+async def open_by_keys(
+    connection: AsyncConnection, keys: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    result = await connection.execute(select(incidents).where(incidents.c.open_key.in_(wanted)))
+    return {row.open_key: dict(row._mapping) for row in result}
+
+
+async def insert_many(connection: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
+    if not rows:
+        return []
+    result = await connection.execute(
+        insert(incidents).returning(incidents.c.id, sort_by_parameter_order=True), rows
+    )
+    return [row.id for row in result]
+
+
+async def set_severity(connection: AsyncConnection, incident_id: int, severity: str) -> None:
+    await connection.execute(
+        update(incidents).where(incidents.c.id == incident_id).values(severity=severity)
+    )
+
+
+async def resolve(
+    connection: AsyncConnection, incident_ids: list[int], now: datetime, resolution: str
+) -> None:
+    if not incident_ids:
+        return
+    await connection.execute(
+        update(incidents)
+        .where(incidents.c.id.in_(incident_ids), incidents.c.status == IncidentStatus.OPEN.value)
+        .values(
+            status=IncidentStatus.RESOLVED.value,
+            resolved_at=now,
+            open_key=None,
+            resolution=resolution,
+        )
+    )
+
+
+async def get(connection: AsyncConnection, incident_id: int) -> dict[str, Any] | None:
+    result = await connection.execute(select(incidents).where(incidents.c.id == incident_id))
+    row = result.first()
+    return dict(row._mapping) if row else None
+
+
+async def page(
+    connection: AsyncConnection,
+    *,
+    status: str | None = None,
+    severity: str | None = None,
+    since: datetime | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Newest first; ``before_id`` is the cursor for the next page."""
+    query = select(incidents)
+    if status:
+        query = query.where(incidents.c.status == status)
+    if severity:
+        query = query.where(incidents.c.severity == severity)
+    if since:
+        query = query.where(incidents.c.opened_at >= since)
+    if before_id:
+        query = query.where(incidents.c.id < before_id)
+    result = await connection.execute(query.order_by(incidents.c.id.desc()).limit(limit))
+    return [dict(row._mapping) for row in result]
+
+
+async def action_counts(
+    connection: AsyncConnection, incident_ids: list[int]
+) -> dict[int, dict[str, int]]:
+    if not incident_ids:
+        return {}
+    result = await connection.execute(
+        select(actions.c.incident_id, actions.c.status, func.count())
+        .where(actions.c.incident_id.in_(incident_ids))
+        .group_by(actions.c.incident_id, actions.c.status)
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for incident_id, status, count in result:
+        counts.setdefault(incident_id, {})[status] = count
+    return counts
+
+
+async def actions_of(connection: AsyncConnection, incident_id: int) -> list[dict[str, Any]]:
+    result = await connection.execute(
+        select(actions).where(actions.c.incident_id == incident_id).order_by(actions.c.id)
+    )
+    return [dict(row._mapping) for row in result]

@@ -1,0 +1,20 @@
+"""Alembic environment: migrations run on a connection heal hands in (see migrate.py)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from heal.store.tables import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through `heal db upgrade`, which supplies the connection")
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

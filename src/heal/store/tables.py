@@ -1,0 +1,253 @@
+"""The schema. Alembic migrations in ``migrations/`` must produce exactly this."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+from heal.store.types import Id, Json, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_key", String(512), nullable=False),
+    Column("rule", String(200), nullable=True),
+    Column("title", String(500), nullable=False),
+    Column("severity", String(50), nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("group_labels", Json, nullable=False),
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    Column("resolution", String(50), nullable=True),
+    # Set while open, NULL once resolved: the unique index allows one open incident per
+    # group key, while any number of resolved ones share it.
+    Column("open_key", String(512), nullable=True, unique=True),
+)
+Index("ix_incidents_status_opened", incidents.c.status, incidents.c.opened_at)
+Index("ix_incidents_opened", incidents.c.opened_at)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(128), nullable=False),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("labels", Json, nullable=False),
+    Column("annotations", Json, nullable=False),
+    Column("generator_url", Text, nullable=True),
+    Column("source", String(50), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("incident_id", Id, ForeignKey("incidents.id"), nullable=True),
+)
+# Deduplication: one row per occurrence.
+Index("uq_alerts_fingerprint_starts_at", alerts.c.fingerprint, alerts.c.starts_at, unique=True)
+Index("ix_alerts_incident_id", alerts.c.incident_id)
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("incident_id", Id, ForeignKey("incidents.id"), nullable=False),
+    Column("alert_id", Id, ForeignKey("alerts.id"), nullable=True),
+    Column("rule", String(200), nullable=False),
+    Column("action_name", String(200), nullable=False),
+    Column("plugin", String(50), nullable=False),
+    Column("signal", String(20), nullable=False),
+    # Snapshots taken at creation: a policy reload never changes a running action.
+    Column("config", Json, nullable=False),
+    Column("context", Json, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("failure_type", String(40), nullable=True),
+    Column("message", Text, nullable=True),
+    Column("version", Integer, nullable=False, server_default=text("0")),
+    Column("current_node", String(200), nullable=True),
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    Column("poll", Integer, nullable=False, server_default=text("0")),
+    Column("framework_errors", Integer, nullable=False, server_default=text("0")),
+    Column("outputs", Json, nullable=False),
+    # Outputs of the node that ran before the current one: stable across its polls.
+    Column("pre_node_outputs", Json, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("timeout_at", UTCDateTime(), nullable=True),
+    Column("approval_expires_at", UTCDateTime(), nullable=True),
+    Column("next_poll_at", UTCDateTime(), nullable=True),
+    # The one pending wake: min of the deadlines above, NULL once terminal.
+    Column("next_wake_at", UTCDateTime(), nullable=True),
+    Column("claimed_until", UTCDateTime(), nullable=True),
+    # "incident:rule:action" while in flight, NULL once terminal: converge is enforced by
+    # the unique index, not only by the code that checks it.
+    Column("inflight_key", String(600), nullable=True, unique=True),
+)
+Index("ix_actions_next_wake_at", actions.c.next_wake_at)
+Index("ix_actions_incident_id", actions.c.incident_id)
+Index("ix_actions_status", actions.c.status)
+
+timeline = Table(
+    "timeline",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("incident_id", Id, ForeignKey("incidents.id"), nullable=True),
+    Column("action_id", Id, ForeignKey("actions.id"), nullable=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("kind", String(50), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("data", Json, nullable=False),
+)
+Index("ix_timeline_incident_id", timeline.c.incident_id, timeline.c.id)
+Index("ix_timeline_action_id", timeline.c.action_id)
+
+# -- people ---------------------------------------------------------------------------------
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("role", String(20), nullable=False),
+    Column("groups", Json, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    # "sha256:<hex>" of the token; the token itself is shown once and never stored.
+    Column("token_hash", String(100), nullable=False, unique=True),
+    Column("label", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+chat_identities = Table(
+    "chat_identities",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("provider", String(20), nullable=False),
+    Column("external_id", String(200), nullable=False),
+)
+Index(
+    "uq_chat_identities_provider_external",
+    chat_identities.c.provider,
+    chat_identities.c.external_id,
+    unique=True,
+)
+
+# -- approvals ------------------------------------------------------------------------------
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("action_id", Id, ForeignKey("actions.id"), nullable=False, unique=True),
+    Column("incident_id", Id, ForeignKey("incidents.id"), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("risk", String(20), nullable=False),
+    Column("required_signatures", Integer, nullable=False),
+    Column("approver_groups", Json, nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("decided_at", UTCDateTime(), nullable=True),
+    Column("decided_by", String(200), nullable=True),
+    Column("reason", Text, nullable=True),
+    # Final approvals are archived, never deleted.
+    Column("archived_at", UTCDateTime(), nullable=True),
+)
+Index("ix_approvals_status_expires", approvals.c.status, approvals.c.expires_at)
+
+approval_signatures = Table(
+    "approval_signatures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("approval_id", Id, ForeignKey("approvals.id"), nullable=False),
+    Column("signer", String(200), nullable=False),
+    Column("decision", String(20), nullable=False),
+    Column("comment", Text, nullable=True),
+    Column("channel", String(20), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+)
+# One person signs once: the database says so too.
+Index(
+    "uq_approval_signatures_approval_signer",
+    approval_signatures.c.approval_id,
+    approval_signatures.c.signer,
+    unique=True,
+)
+
+chat_cards = Table(
+    "chat_cards",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("incident_id", Id, ForeignKey("incidents.id"), nullable=False),
+    Column("approval_id", Id, ForeignKey("approvals.id"), nullable=True),
+    Column("provider", String(20), nullable=False),
+    Column("chat_id", String(200), nullable=False),
+    Column("message_id", String(200), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=False),
+)
+Index(
+    "ix_chat_cards_incident_provider",
+    chat_cards.c.incident_id,
+    chat_cards.c.provider,
+    chat_cards.c.sent_at,
+)
+Index("ix_chat_cards_approval_id", chat_cards.c.approval_id)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("matchers", Json, nullable=False),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+Index("ix_silences_ends_at", silences.c.ends_at)
+
+# Chat messages to send, written in the transaction that decided them (an outbox): a
+# crash between the decision and the send loses nothing.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("incident_id", Id, ForeignKey("incidents.id"), nullable=False),
+    Column("approval_id", Id, ForeignKey("approvals.id"), nullable=True),
+    Column("action_id", Id, ForeignKey("actions.id"), nullable=True),
+    Column("kind", String(20), nullable=False),  # "card" | "update"
+    Column("text", Text, nullable=False),
+    Column("status", String(20), nullable=False),  # "pending" | "sent" | "failed"
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("error", Text, nullable=True),
+)
+Index("ix_notifications_status_next", notifications.c.status, notifications.c.next_attempt_at)
