@@ -1,0 +1,1 @@
+"""The step engine: one durable wake per action (DESIGN.md, "The step engine")."""

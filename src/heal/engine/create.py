@@ -1,0 +1,92 @@
+"""Building a new action instance: the snapshot of its config and context."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from heal.domain.actions import ActionStatus, FailureType, Signal
+from heal.policy.expressions import ExpressionError, render
+from heal.policy.models import ActionConfig
+
+
+def inflight_key(incident_id: int, rule: str, action: str) -> str:
+    return f"{incident_id}:{rule}:{action}"
+
+
+def execute_config(config: ActionConfig, context: dict[str, Any]) -> dict[str, Any]:
+    """The action's config as its nodes see it, ``template_detail`` rendered.
+
+    Both shapes of the rendered detail are offered, as in the FTA model: a list of
+    ``{key, value}`` for APIs that take fields, and a dict for templates.
+    """
+    detail = {key: render(value, context) for key, value in config.template_detail.items()}
+    return {
+        "timeout": config.timeout,
+        "params": config.params,
+        "template_detail": [{"key": k, "value": v} for k, v in detail.items()],
+        "template_detail_dict": detail,
+    }
+
+
+def new_action_row(
+    *,
+    incident_id: int,
+    alert_id: int | None,
+    rule: str,
+    action_name: str,
+    config: ActionConfig,
+    signal: Signal,
+    alert: dict[str, Any],
+    incident: dict[str, Any],
+    settings: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    context = {"alert": alert, "incident": incident, "settings": settings}
+    row: dict[str, Any] = {
+        "incident_id": incident_id,
+        "alert_id": alert_id,
+        "rule": rule,
+        "action_name": action_name,
+        "plugin": config.type,
+        "signal": signal.value,
+        "context": {"alert": alert, "incident": incident},
+        "status": ActionStatus.RECEIVED.value,
+        # Every row of a batch must carry the same keys: a multi-row INSERT takes its
+        # columns from the first row.
+        "failure_type": None,
+        "message": None,
+        "finished_at": None,
+        "approval_expires_at": None,
+        "version": 0,
+        "current_node": config.nodes[0].function,
+        "attempt": 0,
+        "poll": 0,
+        "framework_errors": 0,
+        "outputs": {},
+        "pre_node_outputs": {},
+        "created_at": now,
+        "next_poll_at": now,
+        "next_wake_at": now,
+        "inflight_key": inflight_key(incident_id, rule, action_name),
+    }
+    try:
+        rendered = execute_config(config, context)
+    except ExpressionError as exc:
+        # Keep the action visible as a failed creation rather than dropping it.
+        rendered = {}
+        row.update(
+            status=ActionStatus.FAILURE.value,
+            failure_type=FailureType.CREATE_FAILURE.value,
+            message=f"template_detail failed to render: {exc}",
+            finished_at=now,
+            next_poll_at=None,
+            next_wake_at=None,
+            inflight_key=None,
+        )
+    row["config"] = {
+        "action": config.model_dump(mode="json", by_alias=True),
+        "execute_config": rendered,
+        "settings": settings,
+    }
+    return row

@@ -1,0 +1,306 @@
+"""The step engine: ``wake(action_id, expected_version)`` and external events.
+
+Each wake reads the action, decides what is due, runs at most one node *outside* any
+transaction, then commits the outcome, the timeline entries and the next wake together,
+but only if the action's version is still the one it read (DESIGN.md, "The step engine").
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from heal.domain.actions import ActionStatus, FailureType, idempotency_key
+from heal.domain.redaction import Redactor
+from heal.domain.timeline import EventKind, TimelineEntry
+from heal.engine import machine
+from heal.engine.interfaces import (
+    ActionPlugin,
+    NodeCall,
+    NodeFailed,
+    TransitionHook,
+    WakeScheduler,
+)
+from heal.engine.machine import ActionState, Due, NodeOutcome, Transition
+from heal.observability import metrics
+from heal.observability.logging import get_logger
+from heal.policy.models import ActionConfig
+from heal.store import actions_repo, timeline_repo
+from heal.store.db import Database
+
+log = get_logger("heal.engine")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ActionNotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    cancelled: bool
+    status: ActionStatus
+
+
+class Engine:
+    def __init__(
+        self,
+        database: Database,
+        scheduler: WakeScheduler,
+        plugins: Mapping[str, ActionPlugin],
+        secrets: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        hook: TransitionHook | None = None,
+    ) -> None:
+        self.hook = hook
+        self.db = database
+        self.scheduler = scheduler
+        self.plugins = dict(plugins)
+        self.secrets = dict(secrets or {})
+        self.redact = Redactor(self.secrets.values())
+        self.clock = clock
+        # A snapshot never changes, so its parsed form can be kept per action.
+        self._configs: OrderedDict[int, ActionConfig] = OrderedDict()
+
+    # -- wakes ---------------------------------------------------------------------------
+    async def wake(self, action_id: int, expected_version: int) -> None:
+        async with self.db.read() as connection:
+            row = await actions_repo.load(connection, action_id)
+        if row is None or row["version"] != expected_version:
+            metrics.STALE_WAKES.inc()
+            return
+        state = self._state(row)
+        now = self.clock()
+        what = machine.due(state, now)
+        if what is Due.NOTHING:
+            return
+        if what is Due.TIMEOUT:
+            await self._commit(row, machine.time_out(state, now))
+            return
+        if what is Due.APPROVAL_EXPIRED:
+            await self._commit(row, await self._expire_approval(row, state, now))
+            return
+        if what is Due.NOT_YET:
+            await self._commit(row, Transition(state, []))
+            return
+
+        started: list[TimelineEntry] = []
+        if state.status is ActionStatus.RECEIVED:
+            first = machine.start_running(state, now)
+            state, started = first.state, first.events
+        context = self._context(row, state)
+        outcome = await self._run_node(state, context, now)
+        try:
+            transition = machine.advance(state, outcome, self.clock(), context)
+        except Exception as exc:  # a bug of ours while interpreting the outcome
+            log.exception("advance failed", action_id=action_id)
+            transition = machine.advance(
+                state, NodeOutcome(inputs=outcome.inputs, error=_describe(exc)), self.clock()
+            )
+        await self._commit(row, Transition(transition.state, started + transition.events))
+
+    async def _expire_approval(
+        self, row: dict[str, Any], state: ActionState, now: datetime
+    ) -> Transition:
+        """Skip the action; first run the approval ticket's ``on_expire`` node (revoke)."""
+        expired = machine.expire_approval(state, now)
+        ticket = state.config.approval_ticket
+        if ticket is None or ticket.on_expire is None:
+            return expired
+        node = ticket.on_expire
+        revoke = replace(state, current_node=node.function, poll=0, attempt=0)
+        outcome = await self._run_node(revoke, self._context(row, revoke), now)
+        if outcome.failed or outcome.error:
+            note = TimelineEntry(
+                EventKind.NODE_FAILED,
+                f"{node.name} failed: {outcome.failed or outcome.error}",
+                {"node": node.function, "inputs": outcome.inputs},
+                action_id=state.id,
+            )
+        else:
+            note = TimelineEntry(
+                EventKind.NODE_FINISHED,
+                f"{node.name} finished",
+                {"node": node.function, "inputs": outcome.inputs, "outputs": outcome.outputs},
+                action_id=state.id,
+            )
+        return Transition(expired.state, [note, *expired.events])
+
+    async def _run_node(
+        self, state: ActionState, context: dict[str, Any], now: datetime
+    ) -> NodeOutcome:
+        node = state.node
+        plugin = self.plugins.get(state.config.type)
+        if plugin is None:
+            return NodeOutcome(error=f"no plugin for action type {state.config.type!r}")
+        remaining = (state.timeout_at - now).total_seconds() if state.timeout_at else 600.0
+        call = NodeCall(
+            action_id=state.id,
+            node=node,
+            context=context,
+            secrets=self.secrets,
+            idempotency_key=idempotency_key(state.id, node.function, state.attempt, state.poll),
+            timeout=max(0.1, min(node.request.timeout, remaining)),
+        )
+        began = time.perf_counter()
+        label = "ok"
+        try:
+            result = await plugin.run_node(call)
+            return NodeOutcome(
+                inputs=self.redact(result.inputs), outputs=self.redact(result.outputs)
+            )
+        except NodeFailed as exc:
+            label = "failed"
+            return NodeOutcome(inputs=self.redact(exc.inputs), failed=self.redact.text(exc.message))
+        except Exception as exc:
+            label = "error"
+            log.exception("node raised", action_id=state.id, node=node.function)
+            return NodeOutcome(error=self.redact.text(_describe(exc)))
+        finally:
+            metrics.NODE_LATENCY.labels(plugin.type, label).observe(time.perf_counter() - began)
+
+    async def _commit(self, row: dict[str, Any], transition: Transition) -> bool:
+        state = transition.state
+        now = self.clock()
+        wake_at = state.next_wake_at
+        async with self.db.write() as connection:
+            applied = await actions_repo.update_if_version(
+                connection, state.id, row["version"], _row_values(state, row)
+            )
+            if not applied:
+                metrics.STALE_WAKES.inc()
+                if transition.events:
+                    await timeline_repo.append(
+                        connection,
+                        state.incident_id,
+                        [
+                            TimelineEntry(
+                                EventKind.STALE_RESULT,
+                                "a result arrived after the action had moved on; discarded",
+                                {"node": row["current_node"]},
+                                action_id=state.id,
+                            )
+                        ],
+                        now,
+                        self.redact,
+                    )
+                return False
+            await timeline_repo.append(
+                connection, state.incident_id, transition.events, now, self.redact
+            )
+            if self.hook is not None and state.status.value != row["status"]:
+                await self.hook.on_transition(connection, row, state, now)
+            if wake_at is not None:
+                await self.scheduler.schedule(connection, state.id, row["version"] + 1, wake_at)
+        if wake_at is not None:
+            self.scheduler.committed(wake_at)
+        if state.status != row["status"]:
+            metrics.ACTION_STATUS.labels(state.status.value).inc()
+        return True
+
+    # -- external events -----------------------------------------------------------------
+    async def cancel(self, action_id: int, who: str, reason: str = "") -> CancelResult:
+        """Cancel an in-flight action: failure/user_abort. A finished one is left alone."""
+        now = self.clock()
+        async with self.db.write() as connection:
+            row = await actions_repo.load(connection, action_id, for_update=True)
+            if row is None:
+                raise ActionNotFound(action_id)
+            state = self._state(row)
+            if state.status.is_terminal:
+                return CancelResult(False, state.status)
+            transition = machine.cancel(state, now, who, reason)
+            await actions_repo.update_if_version(
+                connection, action_id, row["version"], _row_values(transition.state, row)
+            )
+            await timeline_repo.append(
+                connection, state.incident_id, transition.events, now, self.redact
+            )
+            if self.hook is not None:
+                await self.hook.on_transition(connection, row, transition.state, now)
+        metrics.ACTION_STATUS.labels(ActionStatus.FAILURE.value).inc()
+        return CancelResult(True, ActionStatus.FAILURE)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _state(self, row: dict[str, Any]) -> ActionState:
+        config = self._configs.get(row["id"])
+        if config is None:
+            config = ActionConfig.model_validate(row["config"]["action"])
+            self._configs[row["id"]] = config
+            if len(self._configs) > 50_000:
+                self._configs.popitem(last=False)
+        return ActionState(
+            id=row["id"],
+            incident_id=row["incident_id"],
+            name=row["action_name"],
+            status=ActionStatus(row["status"]),
+            version=row["version"],
+            config=config,
+            current_node=row["current_node"],
+            attempt=row["attempt"],
+            poll=row["poll"],
+            framework_errors=row["framework_errors"],
+            outputs=row["outputs"],
+            pre_node_outputs=row["pre_node_outputs"],
+            started_at=row["started_at"],
+            timeout_at=row["timeout_at"],
+            next_poll_at=row["next_poll_at"],
+            approval_expires_at=row["approval_expires_at"],
+            failure_type=FailureType(row["failure_type"]) if row["failure_type"] else None,
+            message=row["message"],
+            finished_at=row["finished_at"],
+        )
+
+    def _context(self, row: dict[str, Any], state: ActionState) -> dict[str, Any]:
+        """What templates and JMESPath see. Secrets are not in it: plugins add them only
+        where a request needs them, so they never reach a stored output or log line."""
+        snapshot = row["config"]
+        return {
+            **state.outputs,
+            "alert": row["context"].get("alert", {}),
+            "incident": row["context"].get("incident", {}),
+            "execute_config": snapshot.get("execute_config", {}),
+            "settings": snapshot.get("settings", {}),
+            "action": {"id": state.id, "name": state.name, "rule": row["rule"]},
+            "outputs": state.outputs,
+            "pre_node_outputs": state.pre_node_outputs,
+        }
+
+
+def _row_values(state: ActionState, row: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "status": state.status.value,
+        "failure_type": state.failure_type.value if state.failure_type else None,
+        "message": state.message,
+        "current_node": state.current_node,
+        "attempt": state.attempt,
+        "poll": state.poll,
+        "framework_errors": state.framework_errors,
+        "started_at": state.started_at,
+        "timeout_at": state.timeout_at,
+        "next_poll_at": state.next_poll_at,
+        "approval_expires_at": state.approval_expires_at,
+        "finished_at": state.finished_at,
+        "next_wake_at": state.next_wake_at,
+        "claimed_until": None,
+    }
+    # JSON columns are rewritten only when they changed: most wakes are polls that don't.
+    if state.outputs is not row["outputs"]:
+        values["outputs"] = state.outputs
+    if state.pre_node_outputs is not row["pre_node_outputs"]:
+        values["pre_node_outputs"] = state.pre_node_outputs
+    if state.status.is_terminal:
+        values["inflight_key"] = None
+    return values
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

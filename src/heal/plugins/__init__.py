@@ -1,0 +1,1 @@
+"""Action plugins, each behind the engine's ``ActionPlugin`` protocol."""

@@ -1,0 +1,136 @@
+"""The config-driven ``http`` plugin: one node is one HTTP request (the FTA model).
+
+Inputs become the JSON body (or the query string for GET/DELETE); the whole JSON
+response is ``response`` for the outputs. A non-2xx answer, a body that is not JSON, or
+an envelope that says ``"result": false`` fails the node with the server's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from heal.engine.interfaces import NodeCall, NodeFailed, NodeResult
+from heal.policy.expressions import ExpressionError, coerce, evaluate, render
+from heal.policy.models import Auth, ValueMapping
+
+_QUERY_METHODS = {"GET", "DELETE"}
+_MESSAGE_LIMIT = 500
+
+
+class HttpPlugin:
+    type = "http"
+
+    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
+        self._client = client or httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def run_node(self, call: NodeCall) -> NodeResult:
+        node = call.node
+        request_context = {**call.context, "secrets": dict(call.secrets)}
+        try:
+            inputs = evaluate_mappings(node.inputs, request_context)
+            url = render(node.request.url, request_context)
+            headers = {k: render(v, request_context) for k, v in node.request.headers.items()}
+        except ExpressionError as exc:
+            raise NodeFailed(f"bad input: {exc}") from exc
+        headers["Idempotency-Key"] = call.idempotency_key
+        headers["X-Heal-Action"] = str(call.action_id)
+        auth = _auth(node.request.auth, call.secrets)
+        method = node.request.method
+        try:
+            response = await self._client.request(
+                method,
+                url,
+                params=_query(inputs) if method in _QUERY_METHODS else None,
+                json=None if method in _QUERY_METHODS else inputs,
+                headers=headers,
+                auth=auth,
+                timeout=call.timeout,
+            )
+        except httpx.TimeoutException as exc:
+            raise NodeFailed(
+                f"{method} {url}: no answer within {call.timeout:g} s", inputs=inputs
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise NodeFailed(f"{method} {url}: {type(exc).__name__}: {exc}", inputs=inputs) from exc
+
+        body = _json_body(response)
+        if not response.is_success:
+            message = _server_message(body, response)
+            raise NodeFailed(
+                f"{method} {url} answered HTTP {response.status_code}: {message}", inputs=inputs
+            )
+        if body is _NOT_JSON:
+            raise NodeFailed(f"{method} {url} answered with a body that is not JSON", inputs=inputs)
+        if isinstance(body, dict) and body.get("result") is False:
+            message = _server_message(body, response)
+            raise NodeFailed(
+                f"{method} {url} refused (code {body.get('code')}): {message}", inputs=inputs
+            )
+        try:
+            outputs = evaluate_mappings(node.outputs, {**call.context, "response": body})
+        except ExpressionError as exc:
+            raise NodeFailed(f"bad output mapping: {exc}", inputs=inputs) from exc
+        return NodeResult(inputs=inputs, outputs=outputs)
+
+
+def evaluate_mappings(mappings: list[ValueMapping], context: Mapping[str, Any]) -> dict[str, Any]:
+    """Evaluate in order; each mapping sees the ones before it (``url`` can use ``sn``)."""
+    values: dict[str, Any] = {}
+    scope = dict(context)
+    for mapping in mappings:
+        value = coerce(evaluate(mapping.value, mapping.format, scope), mapping.type)
+        values[mapping.key] = value
+        scope[mapping.key] = value
+    return values
+
+
+def _auth(auth: Auth | None, secrets: Mapping[str, str]) -> httpx.Auth | None:
+    if auth is None:
+        return None
+    secret = secrets.get(auth.secret, "")
+    if auth.type == "basic":
+        return httpx.BasicAuth(auth.username or "", secret)
+    return _Bearer(secret)
+
+
+class _Bearer(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+
+def _query(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in inputs.items() if v is not None}
+
+
+_NOT_JSON = object()
+
+
+def _json_body(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return _NOT_JSON
+
+
+def _server_message(body: Any, response: httpx.Response) -> str:
+    if isinstance(body, dict):
+        for key in ("message", "detail", "error"):
+            if body.get(key):
+                return str(body[key])[:_MESSAGE_LIMIT]
+    text = response.text.strip()
+    return text[:_MESSAGE_LIMIT] if text else response.reason_phrase

@@ -1,0 +1,1 @@
+"""Where wakes run. The engine sees only the ``WakeScheduler`` protocol."""

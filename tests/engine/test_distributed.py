@@ -1,0 +1,157 @@
+"""What only the distributed runtime promises: wakes are jobs that commit with the state."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+from conftest import HealFactory
+from helpers import Clock, alert, policy_text
+from sqlalchemy import text
+
+from heal.demo.itsm import FakeITSM
+from heal.engine.interfaces import NodeCall, NodeResult
+from heal.runtime.distributed import ProcrastinateRuntime, action_lock, conninfo
+from heal.store import actions_repo, timeline_repo
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def backend(postgres_url: str) -> tuple[str, str]:
+    return postgres_url, "procrastinate"
+
+
+async def _jobs(heal: Any) -> list[dict[str, Any]]:
+    async with heal.db.read() as connection:
+        result = await connection.execute(
+            text(
+                "SELECT args, status, lock, queueing_lock, scheduled_at FROM procrastinate_jobs "
+                "WHERE task_name = 'heal.wake' ORDER BY id"
+            )
+        )
+        return [dict(row._mapping) for row in result]
+
+
+async def test_each_new_action_gets_exactly_one_waiting_wake(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    _, url = itsm
+    heal = await make_heal(policy_text(url), clock=clock)
+    report = await heal.ingest.ingest([alert(service=f"s{i}") for i in range(3)])
+    jobs = await _jobs(heal)
+    assert len(jobs) == report.actions_created == 3
+    for job in jobs:
+        action_id = job["args"]["action_id"]
+        assert job["args"]["version"] == 0
+        assert job["status"] == "todo"
+        assert job["lock"] == job["queueing_lock"] == action_lock(action_id)
+        assert job["scheduled_at"] == clock.now
+
+
+async def test_a_rolled_back_state_change_leaves_no_wake_behind(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    _, url = itsm
+    heal = await make_heal(policy_text(url), clock=clock)
+
+    class Boom(Exception):
+        pass
+
+    async def schedule_then_fail() -> None:
+        async with heal.db.write() as connection:
+            await heal.runtime.schedule(connection, 12345, 0, clock.now)
+            raise Boom
+
+    with pytest.raises(Boom):
+        await schedule_then_fail()
+    assert await _jobs(heal) == []
+
+
+async def test_a_new_wake_replaces_the_waiting_one(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    _, url = itsm
+    heal = await make_heal(policy_text(url), clock=clock)
+    await heal.ingest.ingest([alert()])
+    (job,) = await _jobs(heal)
+    action_id = job["args"]["action_id"]
+    await heal.engine.wake(action_id, 0)  # creates the ticket, schedules the first poll
+    jobs = [j for j in await _jobs(heal) if j["status"] == "todo"]
+    assert [j["args"]["version"] for j in jobs] == [1]
+
+
+async def test_cancel_racing_a_wake_has_exactly_one_outcome(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    _, url = itsm
+    heal = await make_heal(policy_text(url), clock=clock)
+    rng = random.Random(7)
+
+    class Jittery:
+        type = "http"
+
+        async def run_node(self, call: NodeCall) -> NodeResult:
+            await asyncio.sleep(rng.random() * 0.01)
+            if call.node.function == "create_task":
+                return NodeResult(outputs={"sn": "T"})
+            return NodeResult(outputs={"current_status": "FINISHED", "approve_result": True})
+
+    heal.engine.plugins["http"] = Jittery()
+    trials = 30
+    report = await heal.ingest.ingest([alert(service=f"s{i}") for i in range(trials)])
+    assert report.actions_created == trials
+    outcomes: dict[str, int] = {}
+    for action_id in range(1, trials + 1):
+
+        async def wake_until_done(action_id: int = action_id) -> None:
+            for _ in range(5):
+                async with heal.db.read() as connection:
+                    row = await actions_repo.load(connection, action_id)
+                assert row is not None
+                clock.now = max(clock.now, row["next_wake_at"] or clock.now)
+                await heal.engine.wake(action_id, row["version"])
+
+        async def cancel_later(action_id: int = action_id) -> None:
+            await asyncio.sleep(rng.random() * 0.02)
+            await heal.engine.cancel(action_id, who="racer")
+
+        await asyncio.gather(wake_until_done(), cancel_later())
+        async with heal.db.read() as connection:
+            row = await actions_repo.load(connection, action_id)
+            events = await timeline_repo.for_action(connection, action_id)
+        assert row is not None
+        finals = [
+            e
+            for e in events
+            if e["kind"] == "action.status" and e["data"]["status"] in ("success", "failure")
+        ]
+        assert len(finals) == 1, finals  # exactly one terminal transition was recorded
+        assert finals[0]["data"]["status"] == row["status"]
+        outcomes[row["status"]] = outcomes.get(row["status"], 0) + 1
+    assert sum(outcomes.values()) == trials
+
+
+def test_procrastinate_needs_postgresql() -> None:
+    with pytest.raises(ValueError, match="needs a PostgreSQL"):
+        conninfo("sqlite+aiosqlite:///x.db")
+    assert conninfo("postgresql+psycopg://u:p@h:5432/d") == "postgresql://u:p@h:5432/d"
+
+
+async def test_sweeper_gives_a_lost_wake_back(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    _, url = itsm
+    heal = await make_heal(policy_text(url), clock=clock)
+    await heal.ingest.ingest([alert()])
+    async with heal.db.write() as connection:
+        await connection.execute(text("DELETE FROM procrastinate_jobs"))
+        await connection.execute(
+            text("UPDATE actions SET next_wake_at = now() - interval '1 minute'")
+        )
+    assert isinstance(heal.runtime, ProcrastinateRuntime)
+    assert await heal.runtime.sweep() == 1
+    assert [j["status"] for j in await _jobs(heal)] == ["todo"]
+    assert await heal.runtime.sweep() == 0  # idempotent
