@@ -1,0 +1,1 @@
+"""Approvals: one model, many channels (API, CLI, chat buttons, ITSM tickets)."""

@@ -1,0 +1,373 @@
+"""Signing, rejecting and expiring approvals; chat updates when an action moves on.
+
+Every outcome is decided inside one write transaction that first locks the action row
+(then the approval), and applies the action's change under its version check: an
+approval racing the expiry, or two approvers racing for the last signature, end in
+exactly one outcome and the action runs at most once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from heal.domain.actions import TERMINAL_STATUSES, ActionStatus
+from heal.domain.approvals import (
+    ApprovalStatus,
+    Signer,
+    SignRefused,
+    check_may_sign,
+    quorum_reached,
+)
+from heal.domain.incidents import IncidentStatus
+from heal.domain.redaction import Redactor
+from heal.domain.timeline import EventKind, TimelineEntry
+from heal.engine.engine import utcnow
+from heal.engine.interfaces import WakeScheduler
+from heal.engine.machine import ActionState
+from heal.store import (
+    actions_repo,
+    approvals_repo,
+    incidents_repo,
+    notifications_repo,
+    timeline_repo,
+)
+from heal.store.db import Database
+from heal.store.tables import actions
+
+_TERMINAL = [s.value for s in TERMINAL_STATUSES]
+
+
+class ApprovalNotFound(Exception):
+    pass
+
+
+class ApprovalClosed(Exception):
+    """The approval is no longer pending (409)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the approval is {status}, no longer pending")
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class SignResult:
+    approval_status: ApprovalStatus
+    action_status: ActionStatus
+    signatures: int
+    required: int
+
+
+class ApprovalService:
+    def __init__(
+        self,
+        database: Database,
+        scheduler: WakeScheduler,
+        redact: Redactor | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = database
+        self.scheduler = scheduler
+        self.redact = redact or Redactor()
+        self.clock = clock
+
+    async def sign(
+        self,
+        approval_id: int,
+        signer: Signer,
+        *,
+        approve: bool,
+        comment: str = "",
+        channel: str = "api",
+    ) -> SignResult:
+        now = self.clock()
+        wake_at: datetime | None = None
+        async with self.db.write() as connection:
+            approval = await approvals_repo.get(connection, approval_id)
+            if approval is None:
+                raise ApprovalNotFound(approval_id)
+            action = await actions_repo.load(connection, approval["action_id"], for_update=True)
+            approval = await approvals_repo.get(connection, approval_id, for_update=True)
+            assert action is not None
+            assert approval is not None
+            if approval["status"] != ApprovalStatus.PENDING.value:
+                raise ApprovalClosed(approval["status"])
+            if now >= approval["expires_at"] or action["status"] != ActionStatus.WAITING.value:
+                raise ApprovalClosed(
+                    "expired"
+                    if now >= approval["expires_at"]
+                    else f"moot (action {action['status']})"
+                )
+            signed = await approvals_repo.signatures(connection, approval_id)
+            try:
+                check_may_sign(
+                    signer,
+                    requester=approval["requested_by"],
+                    approver_groups=approval["approver_groups"],
+                    already_signed=[s["signer"] for s in signed],
+                )
+            except SignRefused:
+                raise
+            await approvals_repo.add_signature(
+                connection,
+                {
+                    "approval_id": approval_id,
+                    "signer": signer.name,
+                    "decision": "approve" if approve else "reject",
+                    "comment": comment or None,
+                    "channel": channel,
+                    "at": now,
+                },
+            )
+            approvals_so_far = 1 + sum(1 for s in signed if s["decision"] == "approve")
+            required = approval["required_signatures"]
+            notes: list[TimelineEntry] = []
+            who = f"{signer.name} via {channel}"
+            say = f": {comment}" if comment else ""
+            if not approve:
+                await approvals_repo.finish(
+                    connection,
+                    approval_id,
+                    ApprovalStatus.REJECTED,
+                    now,
+                    signer.name,
+                    comment or None,
+                )
+                await self._move_action(
+                    connection,
+                    action,
+                    {
+                        "status": ActionStatus.SKIPPED.value,
+                        "message": f"rejected by {who}{say}",
+                        "finished_at": now,
+                        "next_wake_at": None,
+                        "next_poll_at": None,
+                        "approval_expires_at": None,
+                        "inflight_key": None,
+                        "claimed_until": None,
+                    },
+                )
+                notes.append(
+                    _entry(
+                        action,
+                        EventKind.ACTION_STATUS,
+                        f"approval rejected by {who}{say}; action skipped",
+                        status="skipped",
+                        approval_id=approval_id,
+                    )
+                )
+                result = SignResult(
+                    ApprovalStatus.REJECTED, ActionStatus.SKIPPED, approvals_so_far - 1, required
+                )
+            elif quorum_reached(approvals_so_far, required):
+                await approvals_repo.finish(
+                    connection,
+                    approval_id,
+                    ApprovalStatus.APPROVED,
+                    now,
+                    signer.name,
+                    comment or None,
+                )
+                await self._move_action(
+                    connection,
+                    action,
+                    {
+                        "status": ActionStatus.RECEIVED.value,
+                        "approval_expires_at": None,
+                        # from an ITSM approval ticket's node, if one was asking as well
+                        "current_node": action["config"]["action"]["nodes"][0]["function"],
+                        "poll": 0,
+                        "attempt": 0,
+                        "framework_errors": 0,
+                        "next_poll_at": now,
+                        "next_wake_at": now,
+                        "claimed_until": None,
+                    },
+                )
+                await self.scheduler.schedule(connection, action["id"], action["version"] + 1, now)
+                wake_at = now
+                notes.append(
+                    _entry(
+                        action,
+                        EventKind.ACTION_STATUS,
+                        f"approved by {who} ({approvals_so_far} of {required})"
+                        f"{say}; action will run",
+                        status="received",
+                        approval_id=approval_id,
+                    )
+                )
+                result = SignResult(
+                    ApprovalStatus.APPROVED, ActionStatus.RECEIVED, approvals_so_far, required
+                )
+            else:
+                notes.append(
+                    _entry(
+                        action,
+                        EventKind.ACTION_STATUS,
+                        f"signed by {who} ({approvals_so_far} of {required}){say}",
+                        status="waiting",
+                        approval_id=approval_id,
+                    )
+                )
+                result = SignResult(
+                    ApprovalStatus.PENDING, ActionStatus.WAITING, approvals_so_far, required
+                )
+            await timeline_repo.append(connection, action["incident_id"], notes, now, self.redact)
+            if result.approval_status is not ApprovalStatus.PENDING:
+                await notifications_repo.enqueue(
+                    connection,
+                    incident_id=action["incident_id"],
+                    kind="update",
+                    text=notes[-1].message,
+                    now=now,
+                    approval_id=approval_id,
+                    action_id=action["id"],
+                )
+        if wake_at is not None:
+            self.scheduler.committed(wake_at)
+        return result
+
+    async def _move_action(
+        self, connection: AsyncConnection, action: dict[str, Any], values: dict[str, Any]
+    ) -> None:
+        moved = await actions_repo.update_if_version(
+            connection, action["id"], action["version"], values
+        )
+        if not moved:  # cannot happen under the row lock; refuse rather than guess
+            raise ApprovalClosed("moot (the action changed meanwhile)")
+
+    # -- the engine's hook: runs inside the transaction of every committed transition -----
+    async def on_transition(
+        self, connection: AsyncConnection, before: dict[str, Any], after: ActionState, now: datetime
+    ) -> None:
+        if after.status.value == before["status"]:
+            return
+        if after.approval_outcome == "expired":
+            await self._expired(connection, before, now)
+        elif after.approval_outcome in ("approved", "rejected"):
+            await self._decided_by_ticket(connection, before, after, now)
+        approval = await approvals_repo.for_action(connection, before["id"])
+        if approval is not None and after.status in (
+            ActionStatus.RUNNING,
+            ActionStatus.SUCCESS,
+            ActionStatus.FAILURE,
+        ):
+            await notifications_repo.enqueue(
+                connection,
+                incident_id=before["incident_id"],
+                kind="update",
+                text=f"action {before['action_name']!r} {after.status.value}"
+                + (f": {after.message}" if after.message else ""),
+                now=now,
+                approval_id=approval["id"],
+                action_id=before["id"],
+            )
+
+    async def _decided_by_ticket(
+        self, connection: AsyncConnection, action: dict[str, Any], after: ActionState, now: datetime
+    ) -> None:
+        """The ITSM approval ticket decided: record it as the approval's outcome."""
+        approval = await approvals_repo.for_action(connection, action["id"])
+        if approval is None:
+            return
+        status = (
+            ApprovalStatus.APPROVED
+            if after.approval_outcome == "approved"
+            else ApprovalStatus.REJECTED
+        )
+        who = str(after.outputs.get("approver") or "itsm")
+        if await approvals_repo.finish(
+            connection, approval["id"], status, now, f"itsm:{who}", after.message
+        ):
+            await approvals_repo.add_signature(
+                connection,
+                {
+                    "approval_id": approval["id"],
+                    "signer": f"itsm:{who}",
+                    "decision": "approve" if status is ApprovalStatus.APPROVED else "reject",
+                    "comment": None,
+                    "channel": "itsm",
+                    "at": now,
+                },
+            )
+            await notifications_repo.enqueue(
+                connection,
+                incident_id=action["incident_id"],
+                kind="update",
+                text=f"approval {status.value} in the ITSM ticket by {who}",
+                now=now,
+                approval_id=approval["id"],
+                action_id=action["id"],
+            )
+
+    async def _expired(
+        self, connection: AsyncConnection, action: dict[str, Any], now: datetime
+    ) -> None:
+        approval = await approvals_repo.for_action(connection, action["id"])
+        if approval is None or not await approvals_repo.finish(
+            connection, approval["id"], ApprovalStatus.EXPIRED, now, None, "timeout"
+        ):
+            return
+        notes = [
+            _entry(
+                action,
+                EventKind.ACTION_STATUS,
+                "approval expired unanswered: action skipped (disposition timeout)",
+                status="skipped",
+                approval_id=approval["id"],
+                disposition="timeout",
+            )
+        ]
+        await notifications_repo.enqueue(
+            connection,
+            incident_id=action["incident_id"],
+            kind="update",
+            text=notes[0].message,
+            now=now,
+            approval_id=approval["id"],
+            action_id=action["id"],
+        )
+        pending = (
+            await connection.execute(
+                select(actions.c.id)
+                .where(
+                    actions.c.incident_id == action["incident_id"],
+                    actions.c.id != action["id"],
+                    actions.c.status.not_in(_TERMINAL),
+                )
+                .limit(1)
+            )
+        ).first()
+        incident = await incidents_repo.get(connection, action["incident_id"])
+        if pending is None and incident and incident["status"] == IncidentStatus.OPEN.value:
+            await incidents_repo.resolve(connection, [action["incident_id"]], now, "timeout")
+            notes.append(
+                TimelineEntry(
+                    EventKind.INCIDENT_RESOLVED,
+                    "incident resolved: its approval timed out and nothing else is pending",
+                    {"resolution": "timeout"},
+                )
+            )
+        await timeline_repo.append(connection, action["incident_id"], notes, now, self.redact)
+
+    # -- the sweeper ------------------------------------------------------------------------
+    async def expired_batch(self, limit: int) -> list[tuple[int, int]]:
+        """(action id, version) of waiting actions whose approval is past its expiry."""
+        now = self.clock()
+        async with self.db.read() as connection:
+            due = await approvals_repo.expired_pending(connection, now, limit)
+            found = []
+            for item in due:
+                row = await actions_repo.load(connection, item["action_id"])
+                if row is not None and row["status"] == ActionStatus.WAITING.value:
+                    found.append((row["id"], row["version"]))
+            return found
+
+
+def _entry(action: dict[str, Any], kind: EventKind, message: str, **data: Any) -> TimelineEntry:
+    return TimelineEntry(kind, message, data, action_id=action["id"])

@@ -1,0 +1,1 @@
+"""From alert notifications to incidents and new actions, in one transaction."""

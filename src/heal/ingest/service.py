@@ -1,0 +1,495 @@
+"""Ingest: deduplicate, group into incidents, match rules, create actions.
+
+A whole batch is one write transaction: when the caller answers 202, the alerts, their
+incidents, the actions and the actions' first wakes are all durable, or none of them is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from heal.approvals.gate import Silence, auto_approval, expiry, requirement
+from heal.domain.actions import ActionStatus, Signal
+from heal.domain.alerts import Alert, AlertStatus, IngestVerdict, classify
+from heal.domain.approvals import HEAL_REQUESTER, ApprovalStatus
+from heal.domain.incidents import IncidentStatus, group_key, incident_title, worse_severity
+from heal.domain.redaction import Redactor
+from heal.domain.timeline import EventKind
+from heal.engine.create import inflight_key, new_action_row
+from heal.engine.engine import utcnow
+from heal.engine.interfaces import WakeScheduler
+from heal.observability import metrics
+from heal.policy.models import ActionConfig, ApprovalRequirement, Rule
+from heal.policy.ruleset import RuleSet
+from heal.store import (
+    actions_repo,
+    alerts_repo,
+    approvals_repo,
+    incidents_repo,
+    notifications_repo,
+    silences_repo,
+    timeline_repo,
+)
+from heal.store.db import Database
+
+
+@dataclass(slots=True)
+class IngestReport:
+    received: int = 0
+    new: int = 0
+    resolved: int = 0
+    duplicates: int = 0
+    incidents_opened: int = 0
+    incidents_resolved: int = 0
+    actions_created: int = 0
+    actions_joined: int = 0
+    incident_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Item:
+    """One notification after deduplication, on its way through the batch."""
+
+    alert: Alert
+    verdict: IngestVerdict
+    rules: list[Rule]
+    key: str
+    group_by: list[str]
+    alert_id: int | None = None
+    incident_id: int | None = None
+
+
+@dataclass(slots=True)
+class _Candidate:
+    item: _Item
+    rule: Rule
+    action: str
+    signal: Signal
+
+
+class IngestService:
+    def __init__(
+        self,
+        database: Database,
+        scheduler: WakeScheduler,
+        rules: Callable[[], RuleSet],
+        redact: Redactor | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = database
+        self.scheduler = scheduler
+        self.rules = rules
+        self.redact = redact or Redactor()
+        self.clock = clock
+
+    async def ingest(self, batch: list[Alert], source: str = "api") -> IngestReport:
+        report = IngestReport(received=len(batch))
+        metrics.ALERTS_RECEIVED.labels(source).inc(len(batch))
+        ruleset = self.rules()
+        notifications = _collapse(batch)
+        report.duplicates = len(batch) - len(notifications)
+        now = self.clock()
+        timeline: list[dict[str, Any]] = []
+
+        def note(
+            incident_id: int | None,
+            kind: EventKind,
+            message: str,
+            action_id: int | None = None,
+            **data: Any,
+        ) -> None:
+            timeline.append(
+                {
+                    "incident_id": incident_id,
+                    "action_id": action_id,
+                    "at": now,
+                    "kind": kind.value,
+                    "message": message,
+                    "data": data,
+                }
+            )
+
+        async with self.db.write(shed=True) as connection:
+            known = await alerts_repo.find(connection, (a.fingerprint for a in notifications))
+            items: list[_Item] = []
+            resolving: list[tuple[_Item, int]] = []
+            for alert in notifications:
+                seen = known.get((alert.fingerprint, alert.starts_at))
+                verdict = classify(seen.status if seen else None, alert.status)
+                if verdict is IngestVerdict.DUPLICATE:
+                    report.duplicates += 1
+                    continue
+                match = ruleset.match(alert.labels)
+                group_by = ruleset.group_by(match.owner)
+                owner = match.owner.name if match.owner else "*"
+                item = _Item(
+                    alert, verdict, match.rules, group_key(owner, group_by, alert.labels), group_by
+                )
+                if seen is not None:
+                    item.alert_id, item.incident_id = seen.id, seen.incident_id
+                    resolving.append((item, seen.id))
+                items.append(item)
+
+            # Incidents: join the open one for the group key, or open one for new firing.
+            open_incidents = await incidents_repo.open_by_keys(
+                connection, (i.key for i in items if i.verdict is not IngestVerdict.RESOLVES)
+            )
+            to_open: dict[str, dict[str, Any]] = {}
+            for item in items:
+                if item.verdict is IngestVerdict.RESOLVES:
+                    continue
+                severity = item.alert.labels.get("severity")
+                incident = open_incidents.get(item.key)
+                if incident is not None:
+                    item.incident_id = incident["id"]
+                    worse = worse_severity(incident["severity"], severity)
+                    if worse != incident["severity"]:
+                        incident["severity"] = worse
+                        await incidents_repo.set_severity(connection, incident["id"], worse or "")
+                elif item.verdict is IngestVerdict.NEW_FIRING:
+                    pending = to_open.get(item.key)
+                    if pending is None:
+                        to_open[item.key] = {
+                            "group_key": item.key,
+                            "open_key": item.key,
+                            "rule": item.rules[0].name if item.rules else None,
+                            "title": incident_title(item.group_by, item.alert.labels),
+                            "severity": severity,
+                            "status": IncidentStatus.OPEN.value,
+                            "group_labels": {
+                                k: item.alert.labels.get(k, "") for k in item.group_by
+                            },
+                            "opened_at": now,
+                        }
+                    else:
+                        pending["severity"] = worse_severity(pending["severity"], severity)
+            opened = await incidents_repo.insert_many(connection, list(to_open.values()))
+            for incident_id, (key, row) in zip(opened, to_open.items(), strict=True):
+                row["id"] = incident_id
+                open_incidents[key] = row
+                note(
+                    incident_id,
+                    EventKind.INCIDENT_OPENED,
+                    f"incident opened: {row['title']}",
+                    group_labels=row["group_labels"],
+                    rule=row["rule"],
+                )
+            metrics.INCIDENTS_OPENED.inc(len(opened))
+            report.incidents_opened = len(opened)
+            for item in items:
+                if item.incident_id is None and item.key in open_incidents:
+                    item.incident_id = open_incidents[item.key]["id"]
+
+            # Alerts: insert the new occurrences, resolve the known ones.
+            new_items = [i for i in items if i.verdict is not IngestVerdict.RESOLVES]
+            ids = await alerts_repo.insert_many(
+                connection, [_alert_row(i.alert, i.incident_id, now) for i in new_items]
+            )
+            for item, alert_id in zip(new_items, ids, strict=True):
+                item.alert_id = alert_id
+            await alerts_repo.resolve_many(
+                connection, [(alert_id, i.alert.ends_at) for i, alert_id in resolving], now
+            )
+            report.new = len(new_items)
+            report.resolved = sum(1 for i in items if i.verdict is not IngestVerdict.NEW_FIRING)
+            for item in items:
+                if item.incident_id is None:
+                    continue
+                if item.verdict is IngestVerdict.NEW_FIRING:
+                    note(
+                        item.incident_id,
+                        EventKind.ALERT_RECEIVED,
+                        f"alert {item.alert.name} firing",
+                        alert_id=item.alert_id,
+                        fingerprint=item.alert.fingerprint,
+                        labels=item.alert.labels,
+                    )
+                else:
+                    note(
+                        item.incident_id,
+                        EventKind.ALERT_RESOLVED,
+                        f"alert {item.alert.name} resolved",
+                        alert_id=item.alert_id,
+                        fingerprint=item.alert.fingerprint,
+                    )
+
+            # Actions: at most one in flight per (incident, rule, action).
+            candidates = self._candidates(items, now, note)
+            keys = [
+                inflight_key(c.item.incident_id or 0, c.rule.name, c.action) for c in candidates
+            ]
+            in_flight = await actions_repo.in_flight(connection, keys)
+            rows: list[dict[str, Any]] = []
+            row_keys: list[str] = []
+            silences: list[Silence] | None = None
+            creating: set[str] = set()
+            joiners: list[tuple[_Candidate, str]] = []
+            incidents_by_id = {row["id"]: row for row in open_incidents.values()}
+            for candidate, key in zip(candidates, keys, strict=True):
+                if key in in_flight or key in creating:
+                    joiners.append((candidate, key))
+                    continue
+                creating.add(key)
+                incident_id = candidate.item.incident_id or 0
+                incident = incidents_by_id.get(incident_id, {"id": incident_id})
+                config = ruleset.policy.actions[candidate.action]
+                row = new_action_row(
+                    incident_id=incident_id,
+                    alert_id=candidate.item.alert_id,
+                    rule=candidate.rule.name,
+                    action_name=candidate.action,
+                    config=config,
+                    signal=candidate.signal,
+                    alert={"id": candidate.item.alert_id, **candidate.item.alert.as_context()},
+                    incident=_incident_context(incident),
+                    settings=ruleset.policy.settings,
+                    now=now,
+                )
+                if row["status"] == ActionStatus.RECEIVED.value:
+                    if silences is None:
+                        silences = [
+                            Silence.from_row(r) for r in await silences_repo.active(connection, now)
+                        ]
+                    await self._gate(connection, row, config, ruleset, candidate, silences, now)
+                rows.append(row)
+                row_keys.append(key)
+            action_ids = await actions_repo.insert_many(connection, rows)
+            created = dict(zip(row_keys, action_ids, strict=True))
+            for row, action_id in zip(rows, action_ids, strict=True):
+                note(
+                    row["incident_id"],
+                    EventKind.ACTION_CREATED,
+                    f"action {row['action_name']!r} created by rule {row['rule']!r}"
+                    + (f": {row['message']}" if row.get("message") else ""),
+                    action_id=action_id,
+                    status=row["status"],
+                    signal=row["signal"],
+                )
+                gate_note = row.pop("_gate_note", None)
+                if gate_note:
+                    note(
+                        row["incident_id"],
+                        EventKind.ACTION_STATUS,
+                        gate_note,
+                        action_id=action_id,
+                        status=row["status"],
+                    )
+                requirement_ = row.pop("_approval", None)
+                if requirement_ is not None:
+                    await self._request_approval(
+                        connection, row, action_id, requirement_, now, note
+                    )
+                if row["next_wake_at"] is not None:
+                    await self.scheduler.schedule(connection, action_id, 0, row["next_wake_at"])
+            for candidate, key in joiners:
+                joined = in_flight.get(key) or created.get(key)
+                note(
+                    candidate.item.incident_id,
+                    EventKind.ACTION_JOINED,
+                    f"alert joined in-flight action {candidate.action!r} (#{joined})",
+                    action_id=joined,
+                    alert_id=candidate.item.alert_id,
+                )
+            report.actions_created = len(rows)
+            report.actions_joined = len(joiners)
+
+            # Incidents whose last firing alert just resolved are resolved too.
+            touched = {
+                i.incident_id
+                for i in items
+                if i.incident_id is not None and i.verdict is not IngestVerdict.NEW_FIRING
+            }
+            counts = await alerts_repo.firing_counts(connection, touched)
+            done = sorted(incident_id for incident_id, firing in counts.items() if firing == 0)
+            await incidents_repo.resolve(connection, done, now, "resolved")
+            for incident_id in done:
+                note(
+                    incident_id,
+                    EventKind.INCIDENT_RESOLVED,
+                    "incident resolved: all alerts resolved",
+                )
+            report.incidents_resolved = len(done)
+
+            await timeline_repo.append_rows(connection, timeline, self.redact)
+
+        if rows:
+            self.scheduler.committed(now)
+        metrics.ALERTS_DEDUPLICATED.labels(source).inc(report.duplicates)
+        report.incident_ids = sorted({i.incident_id for i in items if i.incident_id is not None})
+        return report
+
+    async def _gate(
+        self,
+        connection: AsyncConnection,
+        row: dict[str, Any],
+        config: ActionConfig,
+        ruleset: RuleSet,
+        candidate: _Candidate,
+        silences: list[Silence],
+        now: datetime,
+    ) -> None:
+        """Silenced (shield), auto-approved, waiting for approval, or simply received."""
+        labels = candidate.item.alert.labels
+        silence = next((s for s in silences if s.silences(labels)), None)
+        if silence is not None:
+            row.update(
+                status=ActionStatus.SHIELD.value,
+                finished_at=now,
+                next_poll_at=None,
+                next_wake_at=None,
+                inflight_key=None,
+                message=f"silenced by silence #{silence.id} ({silence.comment}, "
+                f"by {silence.created_by})",
+            )
+            row["_gate_note"] = f"action not run: {row['message']}"
+            return
+        needed = requirement(ruleset.policy, config)
+        if needed is None:
+            return
+        auto = await auto_approval(
+            connection, ruleset.policy, config, candidate.rule.name, candidate.action, labels, now
+        )
+        if auto is not None:
+            condition, reason = auto
+            row["_gate_note"] = f"auto-approved by condition {condition.name!r}: {reason}"
+            return
+        expires_at = expiry(needed, now)
+        row.update(
+            status=ActionStatus.WAITING.value,
+            next_poll_at=None,
+            approval_expires_at=expires_at,
+            next_wake_at=expires_at,
+        )
+        if config.approval_ticket is not None:  # ask through an ITSM ticket, right away
+            row.update(
+                current_node=config.approval_ticket.nodes[0].function,
+                next_poll_at=now,
+                next_wake_at=now,
+            )
+        row["_approval"] = needed
+
+    async def _request_approval(
+        self,
+        connection: AsyncConnection,
+        row: dict[str, Any],
+        action_id: int,
+        needed: ApprovalRequirement,
+        now: datetime,
+        note: Callable[..., None],
+    ) -> None:
+        risk = row["config"]["action"].get("risk", "medium")
+        approval_id = await approvals_repo.insert_one(
+            connection,
+            {
+                "action_id": action_id,
+                "incident_id": row["incident_id"],
+                "status": ApprovalStatus.PENDING.value,
+                "risk": risk,
+                "required_signatures": needed.required_signatures,
+                "approver_groups": needed.approver_groups,
+                "requested_by": HEAL_REQUESTER,
+                "requested_at": now,
+                "expires_at": row["approval_expires_at"],
+            },
+        )
+        groups = f" from {', '.join(needed.approver_groups)}" if needed.approver_groups else ""
+        note(
+            row["incident_id"],
+            EventKind.ACTION_STATUS,
+            f"approval #{approval_id} requested: {needed.required_signatures} signature(s)"
+            f"{groups}, risk {risk}, expires {row['approval_expires_at'].isoformat()}",
+            action_id=action_id,
+            status="waiting",
+            approval_id=approval_id,
+        )
+        await notifications_repo.enqueue(
+            connection,
+            incident_id=row["incident_id"],
+            kind="card",
+            text=f"{row['action_name']} (risk {risk}) awaits approval",
+            now=now,
+            approval_id=approval_id,
+            action_id=action_id,
+        )
+
+    def _candidates(
+        self, items: list[_Item], now: datetime, note: Callable[..., None]
+    ) -> list[_Candidate]:
+        candidates: list[_Candidate] = []
+        for item in items:
+            if item.incident_id is None:
+                continue
+            signal = Signal.FIRING if item.verdict is IngestVerdict.NEW_FIRING else Signal.RESOLVED
+            for rule in item.rules:
+                refs = [ref for ref in rule.actions if signal in ref.signal]
+                if not refs:
+                    continue
+                age = now - item.alert.starts_at
+                if (
+                    signal is Signal.FIRING
+                    and rule.skip_delay > 0
+                    and age > timedelta(seconds=rule.skip_delay)
+                ):
+                    note(
+                        item.incident_id,
+                        EventKind.RULE_SKIPPED,
+                        f"rule {rule.name!r} skipped: the alert began {int(age.total_seconds())} s "
+                        f"ago, more than skip_delay {rule.skip_delay} s",
+                        rule=rule.name,
+                        alert_id=item.alert_id,
+                        skip_delay=rule.skip_delay,
+                    )
+                    continue
+                note(
+                    item.incident_id,
+                    EventKind.RULE_MATCHED,
+                    f"rule {rule.name!r} matched ({signal.value})",
+                    rule=rule.name,
+                    alert_id=item.alert_id,
+                    actions=[ref.action for ref in refs],
+                )
+                candidates.extend(_Candidate(item, rule, ref.action, signal) for ref in refs)
+        return candidates
+
+
+def _collapse(batch: list[Alert]) -> list[Alert]:
+    """One notification per occurrence within a batch; a resolved one wins."""
+    latest: dict[tuple[str, datetime], Alert] = {}
+    for alert in batch:
+        key = (alert.fingerprint, alert.starts_at)
+        if key not in latest or alert.status is AlertStatus.RESOLVED:
+            latest[key] = alert
+    return list(latest.values())
+
+
+def _alert_row(alert: Alert, incident_id: int | None, now: datetime) -> dict[str, Any]:
+    return {
+        "fingerprint": alert.fingerprint,
+        "starts_at": alert.starts_at,
+        "ends_at": alert.ends_at,
+        "status": alert.status.value,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "generator_url": alert.generator_url,
+        "source": alert.source,
+        "received_at": now,
+        "updated_at": now,
+        "incident_id": incident_id,
+    }
+
+
+def _incident_context(incident: dict[str, Any]) -> dict[str, Any]:
+    opened = incident.get("opened_at")
+    return {
+        "id": incident["id"],
+        "title": incident.get("title"),
+        "severity": incident.get("severity"),
+        "group_labels": incident.get("group_labels", {}),
+        "rule": incident.get("rule"),
+        "opened_at": opened.isoformat() if isinstance(opened, datetime) else opened,
+    }
