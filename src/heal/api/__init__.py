@@ -1,0 +1,1 @@
+"""The HTTP API: webhooks, REST and operational endpoints (FastAPI)."""

@@ -1,0 +1,102 @@
+"""Incidents and actions: read them, cancel an action."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+
+from heal.api import views
+from heal.api.auth import Operator, Viewer
+from heal.api.schemas import CancelRequest, Page
+from heal.app import Heal
+from heal.domain.incidents import IncidentStatus
+from heal.engine.engine import ActionNotFound
+from heal.store import actions_repo, alerts_repo, incidents_repo, timeline_repo
+
+router = APIRouter(prefix="/api/v1", tags=["incidents"])
+
+
+def _heal(request: Request) -> Heal:
+    heal: Heal = request.app.state.heal
+    return heal
+
+
+@router.get("/incidents")
+async def list_incidents(
+    request: Request,
+    _caller: Viewer,
+    status_: Annotated[IncidentStatus | None, Query(alias="status")] = None,
+    severity: str | None = None,
+    since: datetime | None = None,
+    cursor: Annotated[
+        int | None, Query(ge=1, description="next_cursor of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Page:
+    """Newest first. Pass ``next_cursor`` back as ``cursor`` for the next page."""
+    async with _heal(request).db.read() as connection:
+        rows = await incidents_repo.page(
+            connection,
+            status=status_.value if status_ else None,
+            severity=severity,
+            since=since,
+            before_id=cursor,
+            limit=limit,
+        )
+        counts = await incidents_repo.action_counts(connection, [r["id"] for r in rows])
+    items = [views.incident(r, counts.get(r["id"], {})) for r in rows]
+    return Page(items=items, next_cursor=rows[-1]["id"] if len(rows) == limit else None)
+
+
+@router.get("/incidents/{incident_id}", responses={404: {"description": "no such incident"}})
+async def get_incident(request: Request, incident_id: int, _caller: Viewer) -> dict[str, Any]:
+    async with _heal(request).db.read() as connection:
+        row = await incidents_repo.get(connection, incident_id)
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"incident {incident_id} not found")
+        alerts = await alerts_repo.for_incident(connection, incident_id)
+        actions = await incidents_repo.actions_of(connection, incident_id)
+        timeline = await timeline_repo.for_incident(connection, incident_id)
+    return {
+        **views.incident(row),
+        "alerts": [views.alert(a) for a in alerts],
+        "actions": [views.action(a) for a in actions],
+        "timeline": [views.event(e) for e in timeline],
+    }
+
+
+@router.get("/actions/{action_id}", responses={404: {"description": "no such action"}})
+async def get_action(request: Request, action_id: int, _caller: Viewer) -> dict[str, Any]:
+    async with _heal(request).db.read() as connection:
+        row = await actions_repo.load(connection, action_id)
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"action {action_id} not found")
+        timeline = await timeline_repo.for_action(connection, action_id)
+    return {**views.action(row), "timeline": [views.event(e) for e in timeline]}
+
+
+@router.post(
+    "/actions/{action_id}/cancel",
+    responses={
+        404: {"description": "no such action"},
+        409: {"description": "the action already finished"},
+    },
+)
+async def cancel_action(
+    request: Request, action_id: int, caller: Operator, body: CancelRequest | None = None
+) -> dict[str, Any]:
+    """Cancel an in-flight action: it ends as ``failure/user_abort``."""
+    try:
+        result = await _heal(request).engine.cancel(
+            action_id, who=caller.name, reason=body.reason if body else ""
+        )
+    except ActionNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"action {action_id} not found") from None
+    if not result.cancelled:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"action {action_id} already finished with status {result.status.value}",
+        )
+    return {"id": action_id, "status": result.status.value, "failure_type": "user_abort"}
