@@ -1,0 +1,119 @@
+"""Wiring: one ``Heal`` holds the database, policy, engine, runtime and ingest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from heal.approvals.service import ApprovalService
+from heal.domain.redaction import Redactor
+from heal.engine.engine import Engine
+from heal.ingest.service import IngestService
+from heal.observability import logging as heal_logging
+from heal.plugins.http import HttpPlugin
+from heal.policy.loader import load_policy, resolve_secrets
+from heal.policy.models import Policy
+from heal.policy.ruleset import RuleSet
+from heal.runtime.distributed import ProcrastinateRuntime
+from heal.runtime.embedded import EmbeddedRuntime
+from heal.settings import Settings
+from heal.store import actions_repo, migrate
+from heal.store.db import Database
+
+Runtime = EmbeddedRuntime | ProcrastinateRuntime
+
+
+@dataclass
+class Heal:
+    settings: Settings
+    db: Database
+    ruleset: RuleSet
+    engine: Engine
+    runtime: Runtime
+    ingest: IngestService
+    approvals: ApprovalService
+    http: HttpPlugin
+    token_hashes: frozenset[str] = field(default_factory=frozenset)
+    running: bool = False
+
+    @classmethod
+    def build(cls, settings: Settings, policy: Policy | None = None) -> Heal:
+        if policy is None:
+            policy = load_policy(settings.config) if settings.config else Policy()
+        secrets = resolve_secrets(policy)
+        heal_logging.set_secrets(list(secrets.values()))
+        db = Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_pending_writes=settings.max_pending_writes,
+        )
+        runtime: Runtime
+        if settings.runtime == "procrastinate":
+            runtime = ProcrastinateRuntime(
+                db,
+                concurrency=settings.workers,
+                stalled_after=settings.stalled_after,
+                sweep_interval=settings.sweep_interval,
+                shutdown_grace=settings.shutdown_grace,
+            )
+        else:
+            runtime = EmbeddedRuntime(db, concurrency=settings.workers)
+        http = HttpPlugin()
+        redact = Redactor(secrets.values())
+        approvals = ApprovalService(db, runtime, redact)
+        engine = Engine(db, runtime, {http.type: http}, secrets, hook=approvals)
+        ruleset = RuleSet(policy)
+        holder = cls(
+            settings=settings,
+            db=db,
+            ruleset=ruleset,
+            engine=engine,
+            runtime=runtime,
+            ingest=IngestService(db, runtime, lambda: holder.ruleset, redact),
+            approvals=approvals,
+            http=http,
+            token_hashes=settings.token_hashes(),
+        )
+        return holder
+
+    async def start(self, *, worker: bool = True) -> None:
+        """Migrate the database, then start claiming wakes (unless API-only)."""
+        if self.db.is_sqlite:
+            Path(self.db.url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+        await migrate.upgrade(self.db)
+        if worker:
+            self.runtime.add_sweep(self.sweep_expired_approvals)
+            await self.runtime.start(self.engine)
+        elif isinstance(self.runtime, ProcrastinateRuntime):
+            await self.runtime.open()
+        self.running = True
+
+    async def sweep_expired_approvals(self) -> int:
+        """Expire unanswered approvals past their deadline, in batches (the sweeper).
+
+        The action's own deadline normally does this; the sweep is the safety net, and
+        both go through the same wake, so whichever comes second finds nothing to do.
+        """
+        batch = self.ruleset.policy.approval.sweep_batch
+        expired = 0
+        while True:
+            due = await self.approvals.expired_batch(batch)
+            for action_id, version in due:
+                await self.engine.wake(action_id, version)
+            expired += len(due)
+            if len(due) < batch:
+                return expired
+
+    async def schedule_all_wakes(self) -> int:
+        """Give every in-flight action a wake on this runtime (after moving databases)."""
+        async with self.db.write() as connection:
+            due = await actions_repo.wakes_due(connection)
+            for action_id, version, at in due:
+                await self.runtime.schedule(connection, action_id, version, at)
+        return len(due)
+
+    async def stop(self) -> None:
+        self.running = False
+        await self.runtime.stop()
+        await self.http.aclose()
+        await self.db.dispose()

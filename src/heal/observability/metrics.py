@@ -1,0 +1,31 @@
+"""Prometheus metrics (served at ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+ALERTS_RECEIVED = Counter("heal_alerts_received_total", "Alert notifications received", ["source"])
+ALERTS_DEDUPLICATED = Counter(
+    "heal_alerts_deduplicated_total", "Alert notifications dropped as duplicates", ["source"]
+)
+INGEST_REJECTED = Counter(
+    "heal_ingest_rejected_total", "Alert batches refused (overload or bad input)", ["reason"]
+)
+INCIDENTS_OPENED = Counter("heal_incidents_opened_total", "Incidents opened")
+ACTION_STATUS = Counter(
+    "heal_action_status_total", "Action status changes, by the status entered", ["status"]
+)
+WAKE_LATENESS = Histogram(
+    "heal_wake_lateness_seconds",
+    "How long after it was due a wake started",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+NODE_LATENCY = Histogram(
+    "heal_node_duration_seconds",
+    "Time to run one node (the remote call included)",
+    ["plugin", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+STALE_WAKES = Counter(
+    "heal_stale_wakes_total", "Wakes or results discarded because the action had moved on"
+)

@@ -1,0 +1,56 @@
+"""Process settings from ``HEAL_*`` environment variables (and ``.env``)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./heal.db"
+
+
+def hash_token(token: str) -> str:
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HEAL_", env_file=".env", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    config: str | None = Field(default=None, description="path of the policy YAML")
+    # "embedded": wakes claimed in-process (any database). "procrastinate": wakes are
+    # procrastinate jobs and `heal worker` processes run them (PostgreSQL only).
+    runtime: Literal["embedded", "procrastinate"] = "embedded"
+    # Tokens for the API and webhooks, comma-separated. Each is either a hash made by
+    # `heal token new` ("sha256:<hex>"), which is what should be configured, or a plain
+    # token, which is hashed on load and never kept.
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: Annotated[int, Field(ge=1, le=1024)] = 64
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 5 * 1024 * 1024
+    max_pending_writes: Annotated[int, Field(ge=1)] = 64
+    db_pool_size: Annotated[int, Field(ge=1)] = 10
+    # Distributed runtime: a worker silent this long is dead and its wakes are retried;
+    # the sweeper and the stalled-job retry run this often.
+    stalled_after: Annotated[int, Field(ge=2, le=3600)] = 30
+    sweep_interval: Annotated[int, Field(ge=1, le=59)] = 30
+    shutdown_grace: Annotated[float, Field(ge=0)] = 10.0
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def token_hashes(self) -> frozenset[str]:
+        hashes = set()
+        for token in self.api_tokens:
+            raw = token.get_secret_value()
+            hashes.add(raw if raw.startswith("sha256:") else hash_token(raw))
+        return frozenset(hashes)
