@@ -1,0 +1,122 @@
+"""``heal actions show`` and ``heal actions cancel``."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from heal.app import Heal
+from heal.cli import render
+from heal.cli.common import (
+    UPGRADE_HINT,
+    DatabaseUrl,
+    make_settings,
+    open_database,
+    require_schema,
+    run,
+    safe_url,
+    sqlite_file,
+)
+from heal.cli.console import CliError, fail, out
+from heal.engine.engine import ActionNotFound, CancelResult
+from heal.policy.models import Policy
+from heal.settings import Settings
+from heal.store import actions_repo, timeline_repo
+
+app = typer.Typer(help="Action instances: inspect or cancel.", no_args_is_help=True)
+
+ActionId = Annotated[int, typer.Argument(metavar="ID", help="the action's id")]
+
+
+@app.command("show")
+def show(action_id: ActionId, database_url: DatabaseUrl = None) -> None:
+    """One action: its fields, outputs and timeline."""
+    settings = make_settings(database_url=database_url)
+    row, timeline = run(_show(settings, action_id), settings.database_url)
+    console = out()
+    console.print(f"[bold]Action {action_id}[/bold]: {render.markup(row['action_name'])}")
+    failure = row["failure_type"]
+    console.print(
+        render.fields(
+            [
+                ("status", render.status(row["status"])),
+                ("failure_type", Text(failure, style="red") if failure else "-"),
+                ("message", row["message"]),
+                ("incident", row["incident_id"]),
+                ("rule", row["rule"]),
+                ("plugin", row["plugin"]),
+                ("signal", row["signal"]),
+                ("node", row["current_node"]),
+                ("attempt / poll", f"{row['attempt']} / {row['poll']}"),
+                ("created", _utc(row["created_at"])),
+                ("started", _utc(row["started_at"])),
+                ("finished", _utc(row["finished_at"])),
+                ("next wake", _utc(row["next_wake_at"])),
+                ("outputs", row["outputs"] or None),
+            ]
+        )
+    )
+    console.print()
+    console.print(render.timeline(timeline))
+
+
+def _utc(value: Any) -> str:
+    return "-" if value is None else f"{render.when(value)} UTC"
+
+
+async def _show(settings: Settings, action_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async with open_database(settings) as database:
+        await require_schema(database)
+        async with database.read() as connection:
+            row = await actions_repo.load(connection, action_id)
+            if row is None:
+                raise CliError(f"action {action_id} not found")
+            timeline = await timeline_repo.for_action(connection, action_id)
+    return row, timeline
+
+
+@app.command("cancel")
+def cancel(
+    action_id: ActionId,
+    reason: Annotated[
+        str, typer.Option("--reason", help="why, for the timeline", show_default=False)
+    ] = "",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Cancel an in-flight action: it ends as failure/user_abort (works while heal runs)."""
+    settings = make_settings(database_url=database_url)
+    who = f"cli:{_os_user()}"
+    result = run(_cancel(settings, action_id, who, reason), settings.database_url)
+    if not result.cancelled:
+        fail(
+            f"action {action_id} already finished with status {result.status.value}: "
+            "nothing to cancel"
+        )
+    out().print(
+        f"[green]action {action_id} cancelled[/green]: failure/user_abort (by {render.markup(who)})"
+    )
+
+
+async def _cancel(settings: Settings, action_id: int, who: str, reason: str) -> CancelResult:
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.exists():
+        raise CliError(f"no heal database at {safe_url(settings.database_url)}.", hint=UPGRADE_HINT)
+    # Only the engine's cancel is needed: no policy, no runtime started.
+    heal = Heal.build(settings, Policy())
+    try:
+        await require_schema(heal.db)
+        return await heal.engine.cancel(action_id, who=who, reason=reason)
+    except ActionNotFound:
+        raise CliError(f"action {action_id} not found") from None
+    finally:
+        await heal.stop()
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"

@@ -1,0 +1,120 @@
+"""``heal db``: migrations, and moving an installation to another database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from heal.app import Heal
+from heal.cli.common import (
+    DatabaseUrl,
+    make_settings,
+    open_database,
+    require_schema,
+    run,
+    safe_url,
+    sqlite_file,
+)
+from heal.cli.console import CliError, out
+from heal.policy.models import Policy
+from heal.settings import Settings
+from heal.store import migrate, transfer
+
+app = typer.Typer(help="Database schema and data.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def upgrade(database_url: DatabaseUrl = None) -> None:
+    """Apply the migrations the database is missing (creates a SQLite file if needed)."""
+    settings = make_settings(database_url=database_url)
+    before, after = run(_upgrade(settings), settings.database_url)
+    where = escape(safe_url(settings.database_url))
+    if before == after:
+        out().print(f"{where}: already at [green]{after}[/green] (head)")
+    else:
+        out().print(f"{where}: upgraded from {before or 'an empty database'} to [green]{after}[/]")
+
+
+async def _upgrade(settings: Settings) -> tuple[str | None, str | None]:
+    async with open_database(settings, create=True) as database:
+        before = await migrate.current_revision(database)
+        await migrate.upgrade(database)
+        return before, await migrate.current_revision(database)
+
+
+@app.command("current")
+def current(database_url: DatabaseUrl = None) -> None:
+    """Show the database's schema revision and the newest this heal knows."""
+    settings = make_settings(database_url=database_url)
+    path = sqlite_file(settings.database_url)
+    missing = path is not None and not path.exists()
+    revision = None if missing else run(_current(settings), settings.database_url)
+    head = migrate.head_revision()
+    console = out()
+    if revision is not None:
+        console.print(f"current: {revision}")
+    elif missing:
+        console.print(f"current: none (no database file at {escape(str(path))} yet)")
+    else:
+        console.print("current: none (no heal schema in this database yet)")
+    console.print(f"head:    {head}")
+    if revision == head:
+        console.print("[green]the database is up to date[/green]")
+    else:
+        console.print("[yellow]run `heal db upgrade` to bring the database up to date[/yellow]")
+
+
+async def _current(settings: Settings) -> str | None:
+    async with open_database(settings) as database:
+        return await migrate.current_revision(database)
+
+
+@app.command("migrate-to")
+def migrate_to(
+    target_url: Annotated[
+        str, typer.Argument(help="URL of the new, empty database", show_default=False)
+    ],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Copy everything to another (empty) database, e.g. SQLite to PostgreSQL.
+
+    Stop heal first. In-flight actions continue on the target where they were; with
+    HEAL_RUNTIME=procrastinate set, their wakes become procrastinate jobs there.
+    """
+    settings = make_settings(database_url=database_url)
+    target = settings.model_copy(update={"database_url": target_url})
+    copied, woken = run(_migrate_to(settings, target), target_url)
+    console = out()
+    for name, rows in copied:
+        console.print(f"  {name}: {rows} rows")
+    console.print(f"  in-flight actions given a wake on the target: {woken}")
+    console.print(
+        f"[green]copied to {escape(safe_url(target_url))}[/green]: point HEAL_DATABASE_URL at it "
+        f"(runtime {target.runtime})"
+    )
+
+
+async def _migrate_to(
+    source_settings: Settings, target: Settings
+) -> tuple[list[tuple[str, int]], int]:
+    console = out()
+
+    def progress(table: str, rows: int) -> None:
+        if console.is_terminal:
+            console.print(f"  copying {table}: {rows} rows".ljust(60), end="\r")
+
+    async with open_database(source_settings) as source, open_database(target, create=True) as to:
+        await require_schema(source)
+        try:
+            counts = await transfer.copy_database(source, to, progress)
+        except transfer.TargetNotEmpty as exc:
+            raise CliError(str(exc)) from None
+    heal = Heal.build(target, Policy())
+    try:
+        await heal.start(worker=False)
+        woken = await heal.schedule_all_wakes()
+    finally:
+        await heal.stop()
+    return [(count.name, count.rows) for count in counts], woken

@@ -1,0 +1,77 @@
+"""``heal demo``: heal with a fake ITSM and a ready-made policy, on SQLite by default."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.panel import Panel
+
+from heal.cli.common import DatabaseUrl, make_settings, run, safe_url
+from heal.cli.console import fail, out
+from heal.demo.runner import FINISH_AFTER_POLLS, DemoInfo, run_demo
+from heal.observability import logging as heal_logging
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def demo(
+    port: Annotated[int, typer.Option("--port", help="heal's port")] = 8080,
+    itsm_port: Annotated[int, typer.Option("--itsm-port", help="the fake ITSM's port")] = 8081,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run heal and a fake ITSM together, with the bundled demo policy (Ctrl+C stops).
+
+    The fake ITSM runs in the same process: it finishes (and approves) a ticket after
+    three polls. The API token is `demo-token` unless HEAL_API_TOKENS is set.
+    """
+    settings = make_settings(database_url=database_url)
+    heal_logging.configure(settings.log_level, settings.log_json)
+    try:
+        run(
+            run_demo(
+                settings, port=port, itsm_port=itsm_port, on_ready=welcome_printer(database_url)
+            ),
+            settings.database_url,
+        )
+    except ValueError as exc:
+        fail(f"invalid settings: {exc}", code=2)
+    out().print("demo stopped")
+
+
+def welcome_printer(database_url: str | None) -> Callable[[DemoInfo], None]:
+    """Prints the welcome panel; the commands repeat --database-url if one was given."""
+    database = f" --database-url {database_url}" if database_url else ""
+
+    def welcome(info: DemoInfo) -> None:
+        api = escape(info.api_url)
+        token = info.token or "$HEAL_TOKEN"
+        token_line = (
+            f"API token:  [bold]{token}[/bold] (HEAL_API_TOKENS is not set)"
+            if info.token
+            else "API token:  one of those configured in HEAL_API_TOKENS"
+        )
+        url_option = "" if info.api_url == DEFAULT_URL else f" --url {info.api_url}"
+        commands = [
+            f"heal alerts send{url_option} --token {token} --name CheckoutDown "
+            "--label service=checkout",
+            f"heal incidents list{database}",
+            f"heal incidents show 1{database}",
+        ]
+        lines = [
+            f"API:        [bold]{api}[/bold]   (docs: {api}/docs)",
+            token_line,
+            f"Fake ITSM:  {escape(info.itsm_url)}   (approves a ticket after "
+            f"{FINISH_AFTER_POLLS} polls, 2 s apart)",
+            f"Database:   {escape(safe_url(info.database_url))}",
+            "Ctrl+C stops the demo.",
+        ]
+        console = out()
+        console.print(Panel("\n".join(lines), title="heal demo", title_align="left", expand=False))
+        console.print("Try, in another terminal (after `source .venv/bin/activate`):")
+        for command in commands:
+            console.print(f"  [cyan]{escape(command)}[/cyan]", soft_wrap=True)
+
+    return welcome

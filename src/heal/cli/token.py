@@ -1,0 +1,34 @@
+"""``heal token new``: an API token for clients and the hash to configure on the server."""
+
+from __future__ import annotations
+
+import secrets
+
+import typer
+
+from heal.cli.console import out
+from heal.settings import hash_token
+
+app = typer.Typer(help="API tokens.", no_args_is_help=True)
+
+
+@app.command("new")
+def new() -> None:
+    """Make a random API token and its hash.
+
+    Give the token to clients (Alertmanager, `heal alerts send --token`); configure only
+    the hash on the server, in HEAL_API_TOKENS (comma-separated, several may be active).
+    """
+    token = secrets.token_urlsafe(32)
+    digest = hash_token(token)
+    console = out()
+    console.print(f"token: {token}", soft_wrap=True)
+    console.print(f"hash:  {digest}", soft_wrap=True)
+    console.print()
+    console.print(
+        "Configure the hash on the server, e.g. "
+        f"[bold]HEAL_API_TOKENS={digest}[/bold] (comma-separate several),\n"
+        "and give the token to clients as [bold]Authorization: Bearer <token>[/bold]. "
+        "heal never stores the token itself: keep it somewhere safe.",
+        soft_wrap=True,
+    )
