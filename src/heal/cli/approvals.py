@@ -13,11 +13,12 @@ from heal.approvals.service import ApprovalClosed, ApprovalNotFound
 from heal.cli import render
 from heal.cli.common import DatabaseUrl, make_settings, open_database, require_schema, run
 from heal.cli.console import CliError, fail, out
+from heal.cli.users import existing_user
 from heal.domain.approvals import Role, Signer, SignRefused
 from heal.domain.matchers import LabelMatcher
 from heal.engine.engine import utcnow
 from heal.policy.models import Policy
-from heal.store import approvals_repo, silences_repo, users_repo
+from heal.store import approvals_repo, silences_repo
 
 app = typer.Typer(help="Pending approvals: list, show, approve, reject.", no_args_is_help=True)
 silences = typer.Typer(
@@ -115,9 +116,7 @@ def _decide(
         async with open_database(settings) as db:
             await require_schema(db)
             async with db.read() as connection:
-                user = await users_repo.by_name(connection, as_user)
-        if user is None:
-            raise CliError(f"no user named {as_user!r}", hint="`heal users list` shows them.")
+                user = await existing_user(connection, as_user)
         signer = Signer(user["name"], Role.parse(user["role"]), frozenset(user["groups"]))
         heal = Heal.build(settings, Policy())
         try:

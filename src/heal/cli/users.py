@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import typer
 from rich.table import Table
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.cli.common import DatabaseUrl, make_settings, open_database, require_schema, run
 from heal.cli.console import CliError, out
@@ -14,6 +16,18 @@ from heal.domain.approvals import Role
 from heal.engine.engine import utcnow
 from heal.settings import hash_token
 from heal.store import users_repo
+
+
+async def existing_user(connection: AsyncConnection, name: str) -> dict[str, Any]:
+    """The user named ``name``, or a CLI error that says how to find or add one."""
+    user = await users_repo.by_name(connection, name)
+    if user is None:
+        raise CliError(
+            f"no user named {name!r}",
+            hint="`heal users list` shows them; `heal users add NAME --role ...` adds one.",
+        )
+    return user
+
 
 app = typer.Typer(help="Users, roles and tokens.", no_args_is_help=True)
 ROLES = ", ".join(r.label for r in Role)
@@ -96,12 +110,7 @@ def token(
         async with open_database(settings) as db:
             await require_schema(db)
             async with db.write() as connection:
-                user = await users_repo.by_name(connection, name)
-                if user is None:
-                    raise CliError(
-                        f"no user named {name!r}",
-                        hint="Add one with `heal users add NAME --role ...`.",
-                    )
+                user = await existing_user(connection, name)
                 await users_repo.add_token(
                     connection, int(user["id"]), hash_token(value), label, utcnow()
                 )
@@ -127,9 +136,7 @@ def link(
         async with open_database(settings) as db:
             await require_schema(db)
             async with db.write() as connection:
-                user = await users_repo.by_name(connection, name)
-                if user is None:
-                    raise CliError(f"no user named {name!r}")
+                user = await existing_user(connection, name)
                 for provider, external in (("telegram", telegram), ("slack", slack)):
                     if external:
                         await users_repo.link_chat(connection, int(user["id"]), provider, external)
