@@ -17,7 +17,7 @@ from helpers import TOKEN
 
 from heal.cli.alerts import start_of_hour, webhook_body
 from heal.cli.demo import welcome_printer
-from heal.demo.runner import DEMO_TOKEN, DemoInfo, listen, run_demo
+from heal.demo.runner import DEMO_APPROVER, DEMO_TOKEN, DemoInfo, listen, run_demo
 from heal.settings import Settings
 
 
@@ -130,6 +130,33 @@ async def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     kinds = [event["kind"] for event in incident["timeline"]]
     assert kinds.count("node.log") == 2  # ticket created, ticket finished
     assert incident["actions"][0]["outputs"]["sn"].startswith("REQ")
+
+    # The tour's second half: DiskFull waits for a person, who approves as the demo user.
+    async with httpx.AsyncClient(base_url=info.api_url, headers=headers) as client:
+        body = webhook_body("DiskFull", {"instance": "db-1"}, {}, "firing", start_of_hour())
+        accepted = await client.post("/api/v1/alerts/alertmanager", json=body)
+        [disk_incident] = accepted.json()["incident_ids"]
+        [action] = (await client.get(f"/api/v1/incidents/{disk_incident}")).json()["actions"]
+        assert action["status"] == "waiting"
+        [pending] = (await client.get("/api/v1/approvals", params={"status": "pending"})).json()[
+            "items"
+        ]
+    # The CLI runs its own event loop, so it runs beside this test's, in a thread.
+    result = await asyncio.to_thread(
+        heal_cli,
+        *("approvals", "approve", str(pending["id"]), "--as", DEMO_APPROVER),
+        *("--database-url", sqlite_url(tmp_path)),
+    )
+    assert result.exit_code == 0, result.output
+    async with httpx.AsyncClient(base_url=info.api_url, headers=headers) as client:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            action = (await client.get(f"/api/v1/actions/{action['id']}")).json()
+            if action["status"] == "success":
+                break
+            await asyncio.sleep(0.2)
+        else:
+            pytest.fail(f"the approved action did not succeed: {action}")
     stop.set()
     await asyncio.wait_for(demo, 30)
 

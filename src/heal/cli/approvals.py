@@ -48,7 +48,7 @@ def list_approvals(
                 )
 
     rows = run(work(), settings.database_url)
-    table = Table("id", "status", "action", "incident", "risk", "signatures", "expires")
+    table = Table("id", "status", "action", "incident", "risk", "quorum", "expires (UTC)")
     for row in rows:
         table.add_row(
             str(row["id"]),

@@ -11,7 +11,7 @@ from rich.panel import Panel
 
 from heal.cli.common import DatabaseUrl, make_settings, run, safe_url
 from heal.cli.console import fail, out
-from heal.demo.runner import FINISH_AFTER_POLLS, DemoInfo, run_demo
+from heal.demo.runner import DEMO_APPROVER, FINISH_AFTER_POLLS, DemoInfo, run_demo
 from heal.observability import logging as heal_logging
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -59,6 +59,9 @@ def welcome_printer(database_url: str | None) -> Callable[[DemoInfo], None]:
             "--label service=checkout",
             f"heal incidents list{database}",
             f"heal incidents show 1{database}",
+            f"heal alerts send{url_option} --token {token} --name DiskFull --label instance=db-1",
+            f"heal approvals list{database}",
+            f"heal approvals approve 1 --as {DEMO_APPROVER} --comment 'go ahead'{database}",
         ]
         lines = [
             f"API:        [bold]{api}[/bold]   (docs: {api}/docs)",

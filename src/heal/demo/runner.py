@@ -23,11 +23,15 @@ from pydantic import SecretStr
 from heal.api.app import create_app
 from heal.app import Heal
 from heal.demo import itsm as fake_itsm
+from heal.domain.approvals import Role
+from heal.engine.engine import utcnow
 from heal.policy.loader import load_policy_text
 from heal.policy.models import Policy
 from heal.settings import Settings
+from heal.store import users_repo
 
 ITSM_PLACEHOLDER = "__ITSM_URL__"
+DEMO_APPROVER = "demo"
 DEMO_TOKEN = "demo-token"  # noqa: S105 - a published demo token, configured only by the demo
 FINISH_AFTER_POLLS = 3
 
@@ -99,6 +103,13 @@ def demo_settings(settings: Settings) -> tuple[Settings, str | None]:
     return settings.model_copy(update={"api_tokens": [SecretStr(DEMO_TOKEN)]}), DEMO_TOKEN
 
 
+async def ensure_demo_approver(heal: Heal) -> None:
+    """The user the tour approves as; heal itself may not sign what it requested."""
+    async with heal.db.write() as connection:
+        if await users_repo.by_name(connection, DEMO_APPROVER) is None:
+            await users_repo.add(connection, DEMO_APPROVER, Role.APPROVER.label, [], utcnow())
+
+
 async def run_demo(
     settings: Settings,
     *,
@@ -142,6 +153,7 @@ async def _serve(
 ) -> None:
     try:
         await heal.start(worker=True)
+        await ensure_demo_approver(heal)
         config = uvicorn.Config(
             create_app(heal, manage_lifecycle=False),
             host=host,
