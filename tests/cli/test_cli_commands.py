@@ -77,7 +77,7 @@ def test_policy_check_of_the_bundled_demo_policy() -> None:
     demo = Path(__file__).parents[2] / "src" / "heal" / "demo" / "policy.yaml"
     result = heal_cli("policy", "check", str(demo))
     assert result.exit_code == 0, result.output
-    assert "OK: 2 rules, 1 actions" in result.output
+    assert "OK: 2 rules, 2 actions" in result.output
 
 
 def test_policy_schema_is_json_schema() -> None:
