@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
+from heal.approvals.dispatcher import ChatDispatcher
 from heal.approvals.service import ApprovalService
 from heal.domain.redaction import Redactor
 from heal.engine.engine import Engine
 from heal.ingest.service import IngestService
+from heal.notify.channels import ChatChannel
+from heal.notify.slack import SlackChannel
+from heal.notify.telegram import TelegramChannel
 from heal.observability import logging as heal_logging
 from heal.plugins.http import HttpPlugin
 from heal.policy.loader import load_policy, resolve_secrets
@@ -23,6 +28,28 @@ from heal.store.db import Database
 Runtime = EmbeddedRuntime | ProcrastinateRuntime
 
 
+def chat_channels(settings: Settings) -> list[ChatChannel]:
+    """The chats approval cards go to, as configured."""
+    channels: list[ChatChannel] = []
+    if settings.telegram_bot_token and settings.telegram_chat_id:
+        channels.append(
+            TelegramChannel(
+                settings.telegram_bot_token.get_secret_value(),
+                settings.telegram_chat_id,
+                api_url=settings.telegram_api_url,
+            )
+        )
+    if settings.slack_bot_token and settings.slack_channel:
+        channels.append(
+            SlackChannel(
+                settings.slack_bot_token.get_secret_value(),
+                settings.slack_channel,
+                api_url=settings.slack_api_url,
+            )
+        )
+    return channels
+
+
 @dataclass
 class Heal:
     settings: Settings
@@ -33,6 +60,7 @@ class Heal:
     ingest: IngestService
     approvals: ApprovalService
     http: HttpPlugin
+    chat: ChatDispatcher
     token_hashes: frozenset[str] = field(default_factory=frozenset)
     running: bool = False
 
@@ -41,7 +69,8 @@ class Heal:
         if policy is None:
             policy = load_policy(settings.config) if settings.config else Policy()
         secrets = resolve_secrets(policy)
-        heal_logging.set_secrets(list(secrets.values()))
+        masked = [*secrets.values(), *settings.chat_secrets()]
+        heal_logging.set_secrets(masked)
         db = Database(
             settings.database_url,
             pool_size=settings.db_pool_size,
@@ -59,7 +88,7 @@ class Heal:
         else:
             runtime = EmbeddedRuntime(db, concurrency=settings.workers)
         http = HttpPlugin()
-        redact = Redactor(secrets.values())
+        redact = Redactor(masked)
         approvals = ApprovalService(db, runtime, redact)
         engine = Engine(db, runtime, {http.type: http}, secrets, hook=approvals)
         ruleset = RuleSet(policy)
@@ -72,6 +101,12 @@ class Heal:
             ingest=IngestService(db, runtime, lambda: holder.ruleset, redact),
             approvals=approvals,
             http=http,
+            chat=ChatDispatcher(
+                db,
+                chat_channels(settings),
+                redact,
+                card_window=timedelta(seconds=settings.chat_card_window),
+            ),
             token_hashes=settings.token_hashes(),
         )
         return holder
@@ -84,6 +119,7 @@ class Heal:
         if worker:
             self.runtime.add_sweep(self.sweep_expired_approvals)
             await self.runtime.start(self.engine)
+            self.chat.start()
         elif isinstance(self.runtime, ProcrastinateRuntime):
             await self.runtime.open()
         self.running = True
@@ -114,6 +150,7 @@ class Heal:
 
     async def stop(self) -> None:
         self.running = False
+        await self.chat.stop()
         await self.runtime.stop()
         await self.http.aclose()
         await self.db.dispose()

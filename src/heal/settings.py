@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./heal.db"
@@ -38,6 +38,19 @@ class Settings(BaseSettings):
     stalled_after: Annotated[int, Field(ge=2, le=3600)] = 30
     sweep_interval: Annotated[int, Field(ge=1, le=59)] = 30
     shutdown_grace: Annotated[float, Field(ge=0)] = 10.0
+    # Chat approvals. Telegram: a bot token from @BotFather, the chat (group) the cards go
+    # to, and the secret_token given to setWebhook. Slack: a bot token (xoxb-), the app's
+    # signing secret and the channel id.
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_channel: str | None = None
+    slack_api_url: str = "https://slack.com/api"
+    # One card per incident within this many seconds; later ones go in its thread.
+    chat_card_window: Annotated[int, Field(ge=0)] = 600
     log_level: str = "INFO"
     log_json: bool = False
 
@@ -47,6 +60,28 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _chat_complete(self) -> Settings:
+        if self.telegram_bot_token and not self.telegram_chat_id:
+            raise ValueError(
+                "HEAL_TELEGRAM_BOT_TOKEN needs HEAL_TELEGRAM_CHAT_ID (the chat for cards)"
+            )
+        if self.slack_bot_token and not self.slack_channel:
+            raise ValueError(
+                "HEAL_SLACK_BOT_TOKEN needs HEAL_SLACK_CHANNEL (the channel id for cards)"
+            )
+        return self
+
+    def chat_secrets(self) -> list[str]:
+        """The chat credentials, to be masked wherever heal writes text."""
+        found = (
+            self.telegram_bot_token,
+            self.telegram_webhook_secret,
+            self.slack_bot_token,
+            self.slack_signing_secret,
+        )
+        return [secret.get_secret_value() for secret in found if secret is not None]
 
     def token_hashes(self) -> frozenset[str]:
         hashes = set()

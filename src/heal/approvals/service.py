@@ -218,16 +218,16 @@ class ApprovalService:
                     ApprovalStatus.PENDING, ActionStatus.WAITING, approvals_so_far, required
                 )
             await timeline_repo.append(connection, action["incident_id"], notes, now, self.redact)
-            if result.approval_status is not ApprovalStatus.PENDING:
-                await notifications_repo.enqueue(
-                    connection,
-                    incident_id=action["incident_id"],
-                    kind="update",
-                    text=notes[-1].message,
-                    now=now,
-                    approval_id=approval_id,
-                    action_id=action["id"],
-                )
+            # Every signature is said under the card, the partial ones too.
+            await notifications_repo.enqueue(
+                connection,
+                incident_id=action["incident_id"],
+                kind="update",
+                text=notes[-1].message,
+                now=now,
+                approval_id=approval_id,
+                action_id=action["id"],
+            )
         if wake_at is not None:
             self.scheduler.committed(wake_at)
         return result

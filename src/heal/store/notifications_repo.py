@@ -39,32 +39,60 @@ async def enqueue(
     )
 
 
-async def due(connection: AsyncConnection, now: datetime, limit: int) -> list[dict[str, Any]]:
+async def claim_due(
+    connection: AsyncConnection, now: datetime, limit: int, lease: timedelta
+) -> list[dict[str, Any]]:
+    """Pending notifications that are due, leased until ``now + lease``.
+
+    The lease keeps a second dispatcher (another process) off them while they are sent;
+    rows locked by a concurrent claim on PostgreSQL are skipped, not waited for.
+    """
     result = await connection.execute(
         select(notifications)
         .where(notifications.c.status == "pending", notifications.c.next_attempt_at <= now)
         .order_by(notifications.c.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    return [dict(row._mapping) for row in result]
+    rows = [dict(row._mapping) for row in result]
+    if rows:
+        await connection.execute(
+            update(notifications)
+            .where(notifications.c.id.in_([r["id"] for r in rows]))
+            .values(next_attempt_at=now + lease)
+        )
+    return rows
 
 
-async def mark(
-    connection: AsyncConnection,
-    notification_id: int,
-    status: str,
-    error: str | None = None,
-    retry_at: datetime | None = None,
+async def delivered(
+    connection: AsyncConnection, notification_id: int, sent_to: list[str], *, done: bool
 ) -> None:
-    values: dict[str, Any] = {
-        "status": status,
-        "error": error,
-        "attempts": notifications.c.attempts + 1,
-    }
-    if retry_at is not None:
-        values["next_attempt_at"] = retry_at
+    """Record the channels reached so far; ``done`` when that is all of them."""
+    values: dict[str, Any] = {"sent_to": ",".join(sent_to)}
+    if done:
+        values.update(status="sent", error=None)
     await connection.execute(
         update(notifications).where(notifications.c.id == notification_id).values(**values)
+    )
+
+
+async def finish(
+    connection: AsyncConnection, notification_id: int, status: str, error: str | None
+) -> None:
+    await connection.execute(
+        update(notifications)
+        .where(notifications.c.id == notification_id)
+        .values(status=status, error=error)
+    )
+
+
+async def retry_later(
+    connection: AsyncConnection, notification_id: int, at: datetime, error: str
+) -> None:
+    await connection.execute(
+        update(notifications)
+        .where(notifications.c.id == notification_id)
+        .values(attempts=notifications.c.attempts + 1, next_attempt_at=at, error=error)
     )
 
 
@@ -76,6 +104,7 @@ async def record_card(
     provider: str,
     chat_id: str,
     message_id: str,
+    thread_id: str | None,
     now: datetime,
 ) -> None:
     await connection.execute(
@@ -87,15 +116,23 @@ async def record_card(
                 "provider": provider,
                 "chat_id": chat_id,
                 "message_id": message_id,
+                "thread_id": thread_id,
                 "sent_at": now,
             }
         ],
     )
 
 
+async def close_card(connection: AsyncConnection, card_id: int, now: datetime) -> None:
+    await connection.execute(
+        update(chat_cards).where(chat_cards.c.id == card_id).values(closed_at=now)
+    )
+
+
 async def recent_card(
     connection: AsyncConnection, incident_id: int, provider: str, now: datetime, within: timedelta
 ) -> dict[str, Any] | None:
+    """The incident's newest card on ``provider`` sent within ``within`` of ``now``."""
     row = (
         await connection.execute(
             select(chat_cards)
@@ -124,4 +161,19 @@ async def card_of(
     if incident_id is not None:
         query = query.where(chat_cards.c.incident_id == incident_id)
     row = (await connection.execute(query.order_by(chat_cards.c.id.desc()).limit(1))).first()
+    return dict(row._mapping) if row else None
+
+
+async def card_by_message(
+    connection: AsyncConnection, provider: str, chat_id: str, message_id: str
+) -> dict[str, Any] | None:
+    row = (
+        await connection.execute(
+            select(chat_cards).where(
+                chat_cards.c.provider == provider,
+                chat_cards.c.chat_id == chat_id,
+                chat_cards.c.message_id == message_id,
+            )
+        )
+    ).first()
     return dict(row._mapping) if row else None

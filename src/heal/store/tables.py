@@ -211,6 +211,10 @@ chat_cards = Table(
     Column("chat_id", String(200), nullable=False),
     Column("message_id", String(200), nullable=False),
     Column("sent_at", UTCDateTime(), nullable=False),
+    # The card this one was posted under (one card per incident within a window).
+    Column("thread_id", String(200), nullable=True),
+    # When its buttons were removed (the approval was decided or expired).
+    Column("closed_at", UTCDateTime(), nullable=True),
 )
 Index(
     "ix_chat_cards_incident_provider",
@@ -244,7 +248,10 @@ notifications = Table(
     Column("action_id", Id, ForeignKey("actions.id"), nullable=True),
     Column("kind", String(20), nullable=False),  # "card" | "update"
     Column("text", Text, nullable=False),
-    Column("status", String(20), nullable=False),  # "pending" | "sent" | "failed"
+    # "pending" | "sent" | "skipped" (a card for a closed incident) | "failed"
+    Column("status", String(20), nullable=False),
+    # The channels it reached, comma-separated: a retry skips them.
+    Column("sent_to", String(100), nullable=True),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt_at", UTCDateTime(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),

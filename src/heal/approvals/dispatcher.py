@@ -1,0 +1,227 @@
+"""Sends the chat outbox: approval cards, and every later word in the card's thread.
+
+Notifications are written in the transaction that decided them; this loop leases due
+ones, posts them to every configured channel and records what landed where (the
+card's message id is stored with its approval, not kept in memory). A notification
+that fails is retried with backoff; the channels it already reached are not posted to
+again. Cards follow three rules: one card per incident within ``card_window`` (a second
+approval on the same incident is posted under the first card), no card for an incident
+that is no longer open, and no card for an approval that is no longer pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from heal.domain.approvals import ApprovalStatus
+from heal.domain.incidents import IncidentStatus
+from heal.domain.redaction import Redactor
+from heal.engine.engine import utcnow
+from heal.notify.cards import Card
+from heal.notify.channels import ChannelError, ChatChannel, Posted
+from heal.observability.logging import get_logger
+from heal.store import actions_repo, approvals_repo, incidents_repo, notifications_repo
+from heal.store.db import Database
+
+log = get_logger("heal.chat")
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    incident: dict[str, Any]
+    approval: dict[str, Any] | None
+    card: Card | None
+
+
+class _Skip(Exception):
+    """This notification should not be sent at all (the reason is kept)."""
+
+
+def card_for(incident: dict[str, Any], approval: dict[str, Any], action: dict[str, Any]) -> Card:
+    snapshot = action["config"]["action"]
+    return Card(
+        approval_id=approval["id"],
+        incident_id=incident["id"],
+        incident_title=incident["title"],
+        resource=dict(incident["group_labels"]),
+        action=action["action_name"],
+        description=snapshot.get("description") or "",
+        risk=approval["risk"],
+        required_signatures=approval["required_signatures"],
+        expires_at=approval["expires_at"],
+    )
+
+
+class ChatDispatcher:
+    def __init__(
+        self,
+        database: Database,
+        channels: Sequence[ChatChannel],
+        redact: Redactor | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        interval: float = 1.0,
+        batch: int = 50,
+        lease: timedelta = timedelta(seconds=60),
+        card_window: timedelta = timedelta(minutes=10),
+        max_attempts: int = 8,
+    ) -> None:
+        self.db = database
+        self.channels = list(channels)
+        self.redact = redact or Redactor()
+        self.clock = clock
+        self.interval = interval
+        self.batch = batch
+        self.lease = lease
+        self.card_window = card_window
+        self.max_attempts = max_attempts
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None and self.channels:
+            self._task = asyncio.create_task(self._loop(), name="heal-chat-dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for channel in self.channels:
+            await channel.aclose()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                sent = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: try again next round
+                log.warning("chat dispatch failed", error=type(exc).__name__)
+                sent = 0
+            if sent < self.batch:
+                await asyncio.sleep(self.interval)
+
+    async def run_once(self) -> int:
+        """Lease and send one batch of due notifications; how many were handled."""
+        now = self.clock()
+        async with self.db.write() as connection:
+            rows = await notifications_repo.claim_due(connection, now, self.batch, self.lease)
+        for row in rows:
+            await self._deliver(row)
+        return len(rows)
+
+    async def _deliver(self, row: dict[str, Any]) -> None:
+        sent_to = [p for p in (row["sent_to"] or "").split(",") if p]
+        errors: list[ChannelError] = []
+        try:
+            context = await self._context(row)
+        except _Skip as reason:
+            async with self.db.write() as connection:
+                await notifications_repo.finish(connection, row["id"], "skipped", str(reason))
+            return
+        for channel in self.channels:
+            if channel.provider in sent_to:
+                continue
+            try:
+                await self._send(channel, row, context)
+            except ChannelError as exc:
+                errors.append(exc)
+                continue
+            sent_to.append(channel.provider)
+            async with self.db.write() as connection:
+                await notifications_repo.delivered(
+                    connection, row["id"], sent_to, done=len(sent_to) == len(self.channels)
+                )
+        if errors:
+            await self._failed(row, errors)
+
+    async def _context(self, row: dict[str, Any]) -> _Context:
+        async with self.db.read() as connection:
+            incident = await incidents_repo.get(connection, row["incident_id"])
+            approval = (
+                await approvals_repo.get(connection, row["approval_id"])
+                if row["approval_id"] is not None
+                else None
+            )
+            action = (
+                await actions_repo.load(connection, approval["action_id"])
+                if approval is not None
+                else None
+            )
+        assert incident is not None  # a foreign key
+        if row["kind"] == "card":
+            if incident["status"] != IncidentStatus.OPEN.value:
+                raise _Skip(f"incident {incident['id']} is {incident['status']}: no card")
+            if approval is None or approval["status"] != ApprovalStatus.PENDING.value:
+                raise _Skip("the approval is no longer pending: no card")
+        card = card_for(incident, approval, action) if approval and action else None
+        return _Context(incident, approval, card)
+
+    async def _send(self, channel: ChatChannel, row: dict[str, Any], context: _Context) -> None:
+        provider = channel.provider
+        now = self.clock()
+        async with self.db.read() as connection:
+            own = (
+                await notifications_repo.card_of(
+                    connection, provider=provider, approval_id=row["approval_id"]
+                )
+                if row["approval_id"] is not None
+                else None
+            )
+            recent = await notifications_repo.recent_card(
+                connection, row["incident_id"], provider, now, self.card_window
+            )
+        if row["kind"] == "card":
+            assert context.card is not None
+            if own is not None:  # posted before a crash cut the bookkeeping short
+                return
+            under = _posted(recent) if recent else None
+            posted = await channel.post_card(context.card, under=under)
+            async with self.db.write() as connection:
+                await notifications_repo.record_card(
+                    connection,
+                    incident_id=row["incident_id"],
+                    approval_id=row["approval_id"],
+                    provider=provider,
+                    chat_id=posted.chat_id,
+                    message_id=posted.message_id,
+                    thread_id=posted.thread_id,
+                    now=now,
+                )
+            return
+        text = self.redact.text(row["text"])
+        if own is None:  # the card is unknown: say it on its own
+            await channel.post_text(f"Incident #{row['incident_id']}: {text}")
+            return
+        decided = (
+            context.approval is not None
+            and context.approval["status"] != ApprovalStatus.PENDING.value
+        )
+        if decided and own["closed_at"] is None and context.card is not None:
+            await channel.close_card(_posted(own), context.card, text)
+            async with self.db.write() as connection:
+                await notifications_repo.close_card(connection, own["id"], now)
+        await channel.post_text(text, under=_posted(own))
+
+    async def _failed(self, row: dict[str, Any], errors: list[ChannelError]) -> None:
+        error = self.redact.text("; ".join(str(e) for e in errors))
+        attempts = row["attempts"] + 1
+        async with self.db.write() as connection:
+            if attempts >= self.max_attempts or all(e.permanent for e in errors):
+                await notifications_repo.finish(connection, row["id"], "failed", error)
+                log.warning("chat notification failed", notification=row["id"], error=error)
+                return
+            wait = max([min(2.0**attempts, 300.0)] + [e.retry_after or 0.0 for e in errors])
+            await notifications_repo.retry_later(
+                connection, row["id"], self.clock() + timedelta(seconds=wait), error
+            )
+
+
+def _posted(card: dict[str, Any]) -> Posted:
+    return Posted(card["chat_id"], card["message_id"], card["thread_id"])

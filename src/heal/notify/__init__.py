@@ -1,0 +1,1 @@
+"""Chat channels: approval cards with buttons, and replies in their threads."""
