@@ -6,10 +6,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.domain.alerts import AlertStatus
+from heal.store.batch import insert_returning_ids
 from heal.store.tables import alerts
 
 
@@ -43,12 +44,7 @@ async def find(
 
 
 async def insert_many(connection: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
-    if not rows:
-        return []
-    result = await connection.execute(
-        insert(alerts).returning(alerts.c.id, sort_by_parameter_order=True), rows
-    )
-    return [row.id for row in result]
+    return await insert_returning_ids(connection, alerts, rows, ("fingerprint", "starts_at"))
 
 
 async def resolve_many(

@@ -6,10 +6,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.domain.incidents import IncidentStatus
+from heal.store.batch import insert_returning_ids
 from heal.store.tables import actions, incidents
 
 
@@ -24,12 +25,7 @@ async def open_by_keys(
 
 
 async def insert_many(connection: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
-    if not rows:
-        return []
-    result = await connection.execute(
-        insert(incidents).returning(incidents.c.id, sort_by_parameter_order=True), rows
-    )
-    return [row.id for row in result]
+    return await insert_returning_ids(connection, incidents, rows, ("open_key",))
 
 
 async def set_severity(connection: AsyncConnection, incident_id: int, severity: str) -> None:
