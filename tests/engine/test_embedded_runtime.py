@@ -43,7 +43,7 @@ async def test_leases_exclude_a_second_claimer_until_they_run_out(
         first = await actions_repo.claim_due(connection, now, lease, 10)
     async with heal.db.write() as connection:
         second = await actions_repo.claim_due(connection, now, lease, 10)
-    assert sorted(c[0] for c in first) == [1, 2, 3]
+    assert sorted(c["id"] for c in first) == [1, 2, 3]
     assert second == []
     later = now + timedelta(seconds=61)
     async with heal.db.write() as connection:

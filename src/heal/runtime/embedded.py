@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,6 +30,7 @@ Sweep = Callable[[], Awaitable[int]]
 # Longer than any node may run (request timeouts are capped at 300 s), so a lease only
 # runs out when its holder died.
 LEASE = timedelta(seconds=360)
+GATHER_SECONDS = 0.005
 
 
 class EmbeddedRuntime:
@@ -51,6 +53,9 @@ class EmbeddedRuntime:
         self._stopping = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._sweeps: list[Sweep] = []
+        self._running = 0
+        self._saturated = False
+        self._gather_below = max(1, concurrency // 4)
 
     def add_sweep(self, sweep: Sweep) -> None:
         """More periodic work for the sweeper (e.g. expiring approvals)."""
@@ -99,35 +104,42 @@ class EmbeddedRuntime:
                 log.exception("claiming wakes failed; retrying")
                 await asyncio.sleep(self.idle_poll)
                 continue
-            if claimed:
+            if claimed or self._saturated:
                 continue
             await self._idle()
 
     async def _claim_batch(self, engine: Engine) -> int:
         await self._slots.acquire()  # wait for at least one free slot
         self._slots.release()
-        free = self.concurrency - len(self._tasks)
+        if self._saturated and self.concurrency - self._running < self._gather_below:
+            # Under load, let a few more wakes finish so one claim transaction leases many
+            # of them instead of one per freed slot.
+            await asyncio.sleep(GATHER_SECONDS)
+        free = self.concurrency - self._running
         if free <= 0:
             return 0
         self._kick.clear()
         now = utcnow()
         async with self.db.write() as connection:
             claims = await actions_repo.claim_due(connection, now, now + LEASE, free)
-        for action_id, version, due_at in claims:
-            metrics.WAKE_LATENESS.observe(max(0.0, (now - due_at).total_seconds()))
+        self._saturated = len(claims) == free
+        for row in claims:
+            metrics.WAKE_LATENESS.observe(max(0.0, (now - row["next_wake_at"]).total_seconds()))
             await self._slots.acquire()
-            task = asyncio.create_task(self._run(engine, action_id, version))
+            self._running += 1
+            task = asyncio.create_task(self._run(engine, row))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return len(claims)
 
-    async def _run(self, engine: Engine, action_id: int, version: int) -> None:
+    async def _run(self, engine: Engine, row: dict[str, Any]) -> None:
         try:
-            await engine.wake(action_id, version)
+            await engine.wake(row["id"], row["version"], row)
         except Exception:
             # The lease stays; the wake comes back when it runs out.
-            log.exception("wake failed", action_id=action_id)
+            log.exception("wake failed", action_id=row["id"])
         finally:
+            self._running -= 1
             self._slots.release()
 
     async def _idle(self) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.domain.actions import TERMINAL_STATUSES
+from heal.store.batch import insert_returning_ids
 from heal.store.tables import actions
 
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
@@ -39,8 +40,8 @@ async def update_if_version(
 
 async def claim_due(
     connection: AsyncConnection, now: datetime, lease_until: datetime, limit: int
-) -> list[tuple[int, int, datetime]]:
-    """Lease up to ``limit`` due wakes: (id, version, when it was due).
+) -> list[dict[str, Any]]:
+    """Lease up to ``limit`` due wakes; the leased rows, whole (the wake needs them).
 
     A lease, not a lock: if this process dies, the lease runs out and the wake is due
     again, so a crash never strands an action.
@@ -60,9 +61,9 @@ async def claim_due(
         update(actions)
         .where(actions.c.id.in_(due.scalar_subquery()))
         .values(claimed_until=lease_until)
-        .returning(actions.c.id, actions.c.version, actions.c.next_wake_at)
+        .returning(*actions.c)
     )
-    return [(row.id, row.version, row.next_wake_at) for row in result]
+    return [dict(row._mapping) for row in result]
 
 
 async def release(connection: AsyncConnection, action_id: int) -> None:
@@ -112,12 +113,9 @@ async def in_flight(connection: AsyncConnection, keys: list[str]) -> dict[str, i
 
 
 async def insert_many(connection: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
-    if not rows:
-        return []
-    result = await connection.execute(
-        insert(actions).returning(actions.c.id, sort_by_parameter_order=True), rows
+    return await insert_returning_ids(
+        connection, actions, rows, ("incident_id", "rule", "action_name")
     )
-    return [row.id for row in result]
 
 
 async def wakes_due(connection: AsyncConnection) -> list[tuple[int, int, datetime]]:
