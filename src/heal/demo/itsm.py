@@ -528,7 +528,9 @@ async def serve_in_background(
     Returns ``(server, task, base_url)``; pass ``server`` and ``task`` to :func:`stop`.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (no 40 ms delayed-ACK
+    # stall per response).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

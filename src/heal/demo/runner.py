@@ -76,7 +76,7 @@ class GracefulServer(uvicorn.Server):
 def listen(host: str, port: int) -> socket.socket:
     """A bound listening socket (raises OSError, e.g. when the port is taken)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
