@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Update, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.domain.actions import TERMINAL_STATUSES
@@ -30,12 +31,29 @@ async def update_if_version(
     connection: AsyncConnection, action_id: int, expected_version: int, values: dict[str, Any]
 ) -> bool:
     """Apply ``values`` and bump the version, only if nobody moved the row on meanwhile."""
+    params = {f"new_{name}": value for name, value in values.items()}
     result = await connection.execute(
-        update(actions)
-        .where(actions.c.id == action_id, actions.c.version == expected_version)
-        .values(version=expected_version + 1, **values)
+        _versioned_update(tuple(values)),
+        {"action_id": action_id, "expected": expected_version, **params},
     )
     return result.rowcount == 1
+
+
+@functools.cache
+def _versioned_update(columns: tuple[str, ...]) -> Update:
+    """One statement per set of columns, built once: building and keying a new UPDATE
+    per wake was a tenth of the engine's CPU. (Bind names must differ from columns.)"""
+    return (
+        update(actions)
+        .where(
+            actions.c.id == bindparam("action_id"),
+            actions.c.version == bindparam("expected"),
+        )
+        .values(
+            version=actions.c.version + 1,
+            **{name: bindparam(f"new_{name}", type_=actions.c[name].type) for name in columns},
+        )
+    )
 
 
 async def claim_due(
