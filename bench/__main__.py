@@ -1,6 +1,7 @@
-"""``python -m bench`` (``make bench``): heal's three performance targets on this machine.
+"""``python -m bench`` (``make bench``): heal's performance targets on this machine.
 
-    python -m bench                  # everything, each benchmark twice (about 8 minutes)
+    python -m bench                  # everything, each benchmark twice (about 15 minutes)
+    python -m bench --only distributed   # PostgreSQL + procrastinate: yardstick, 1/2/4 workers
     python -m bench --quick          # shorter windows, 2,000 polling actions, one run each
     python -m bench --only wakes     # one benchmark (repeatable: --only ingest --only latency)
     python -m bench --profile out/   # also py-spy heal's process during each measured window
@@ -24,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from bench import common, ingest, latency, wakes
+from bench import common, distributed, ingest, latency, wakes
 from bench._proc import install_sigterm, stop_all
 from bench.common import Result
 from bench.experiments import NAMES
@@ -52,7 +53,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short windows, one run each")
     parser.add_argument(
-        "--only", action="append", choices=["ingest", "latency", "wakes"], help="repeatable"
+        "--only",
+        action="append",
+        choices=["ingest", "latency", "wakes", "distributed"],
+        help="repeatable",
     )
     parser.add_argument("--runs", type=int, help="runs per benchmark (default 2, quick 1)")
     parser.add_argument("--profile", type=Path, help="directory for py-spy profiles of heal")
@@ -73,7 +77,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = {e for e in args.experiment.split(",") if e} - set(NAMES)
     if unknown:
         parser.error(f"unknown experiment(s): {', '.join(sorted(unknown))}")
-    args.only = args.only or ["ingest", "latency", "wakes"]
+    args.only = args.only or ["ingest", "latency", "wakes", "distributed"]
     args.runs = args.runs or (1 if args.quick else 2)
     args.wake_actions = args.wake_actions or (2000 if args.quick else 10_000)
     args.wake_interval = args.wake_interval or (1.0 if args.quick else 4.0)
@@ -195,6 +199,19 @@ def report(results: list[Result]) -> str:
 
 async def main_async(args: argparse.Namespace) -> list[Result]:
     results: list[Result] = []
+    if "distributed" in args.only:
+        # Issue 3: PostgreSQL + procrastinate; it prints its own figures.
+        print("== distributed (PostgreSQL + procrastinate) ...", flush=True)
+        await distributed.main(
+            argparse.Namespace(
+                actions=2000 if args.quick else 10_000,
+                interval=2.0,
+                jobs=5000 if args.quick else 20_000,
+                concurrency=32,
+                warmup=5.0 if args.quick else 10.0,
+                window=10.0 if args.quick else 20.0,
+            )
+        )
     for name, step in plan(args):
         for run in range(1, args.runs + 1):
             began = time.monotonic()

@@ -1,17 +1,10 @@
 """Prototypes of the changes docs/performance.md recommends, applied by monkeypatching.
 
-``python -m bench --experiment batch-insert,claim-batch`` starts heal with these patches so
-their gain can be measured before anyone edits ``src/``. They are sketches for measurement,
-not the implementation: each one names the function it stands in for.
+``python -m bench --experiment inline-sqlite`` starts heal with these patches so their
+gain can be measured before anyone edits ``src/``. They are sketches for measurement,
+not the implementation: each one names the function it stands in for. (The earlier
+prototypes batch-insert, claim-batch and claim-rows are now heal's own code.)
 
-- ``batch-insert``: ``alerts_repo`` / ``incidents_repo`` / ``actions_repo.insert_many``
-  without ``sort_by_parameter_order=True`` (which SQLite cannot batch: SQLAlchemy sends
-  one INSERT per row); ids are matched back by a natural key returned with them.
-- ``claim-batch``: ``EmbeddedRuntime._claim_batch`` waits (at most 5 ms) until a quarter of
-  the slots are free, so that under load one claim transaction leases many wakes instead
-  of one.
-- ``claim-rows``: ``actions_repo.claim_due`` returns the whole rows and ``actions_repo.load``
-  serves the wake's read from them (stands in for passing the row to ``Engine.wake``).
 - ``aiohttp``: ``HttpPlugin`` sends its requests with aiohttp instead of httpx (aiohttp is
   not a dependency: ``pip install --target DIR aiohttp`` and put DIR on ``PYTHONPATH``).
 - ``inline-sqlite``: aiosqlite runs each call on the event loop's thread instead of handing
@@ -23,118 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-NAMES = ("aiohttp", "batch-insert", "claim-batch", "claim-rows", "inline-sqlite")
+NAMES = ("aiohttp", "inline-sqlite")
 
 
 def apply(names: list[str]) -> None:
     for name in names:
         {
             "aiohttp": _aiohttp,
-            "batch-insert": _batch_insert,
-            "claim-batch": _claim_batch,
-            "claim-rows": _claim_rows,
             "inline-sqlite": _inline_sqlite,
         }[name]()
-
-
-def _batch_insert() -> None:
-    from heal.store import actions_repo, alerts_repo, incidents_repo
-    from heal.store.tables import actions, alerts, incidents
-
-    async def keyed(
-        connection: AsyncConnection, table: Any, rows: list[dict[str, Any]], keys: list[str]
-    ) -> list[int]:
-        if not rows:
-            return []
-        result = await connection.execute(
-            insert(table).returning(table.c.id, *(table.c[k] for k in keys)), rows
-        )
-        ids = {tuple(row[1:]): row[0] for row in result}
-        return [ids[tuple(row[k] for k in keys)] for row in rows]
-
-    async def alerts_insert(connection: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
-        return await keyed(connection, alerts, rows, ["fingerprint", "starts_at"])
-
-    async def incidents_insert(
-        connection: AsyncConnection, rows: list[dict[str, Any]]
-    ) -> list[int]:
-        return await keyed(connection, incidents, rows, ["open_key"])
-
-    async def actions_insert(connection: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
-        # (incident, rule, action) is unique within one ingest batch.
-        return await keyed(connection, actions, rows, ["incident_id", "rule", "action_name"])
-
-    alerts_repo.insert_many = alerts_insert
-    incidents_repo.insert_many = incidents_insert
-    actions_repo.insert_many = actions_insert
-
-
-def _claim_batch() -> None:
-    from heal.runtime import embedded
-
-    original = embedded.EmbeddedRuntime._claim_batch
-
-    async def claim_batch(self: Any, engine: Any) -> int:
-        await self._slots.acquire()
-        self._slots.release()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 0.005
-        while self.concurrency - len(self._tasks) < self.concurrency // 4:
-            if loop.time() > deadline:
-                break
-            await asyncio.sleep(0.001)
-        result: int = await original(self, engine)
-        return result
-
-    embedded.EmbeddedRuntime._claim_batch = claim_batch  # type: ignore[method-assign]
-
-
-def _claim_rows() -> None:
-    from heal.store import actions_repo
-    from heal.store.tables import actions
-
-    claimed: dict[int, dict[str, Any]] = {}
-    original_load = actions_repo.load
-
-    async def claim_due(
-        connection: AsyncConnection, now: datetime, lease_until: datetime, limit: int
-    ) -> list[tuple[int, int, datetime]]:
-        due = (
-            select(actions.c.id)
-            .where(
-                actions.c.next_wake_at <= now,
-                or_(actions.c.claimed_until.is_(None), actions.c.claimed_until < now),
-            )
-            .order_by(actions.c.next_wake_at)
-            .limit(limit)
-        )
-        result = await connection.execute(
-            update(actions)
-            .where(actions.c.id.in_(due.scalar_subquery()))
-            .values(claimed_until=lease_until)
-            .returning(*actions.c)
-        )
-        out = []
-        for row in result:
-            values = dict(row._mapping)
-            claimed[values["id"]] = values
-            out.append((values["id"], values["version"], values["next_wake_at"]))
-        return out
-
-    async def load(
-        connection: AsyncConnection, action_id: int, for_update: bool = False
-    ) -> dict[str, Any] | None:
-        row = None if for_update else claimed.pop(action_id, None)
-        return row if row is not None else await original_load(connection, action_id, for_update)
-
-    actions_repo.claim_due = claim_due
-    actions_repo.load = load
 
 
 class _InlineQueue:
