@@ -131,14 +131,16 @@ async def fakes() -> AsyncIterator[tuple[FakeTelegram, str, FakeSlack, str]]:
         yield telegram, telegram_url, slack, slack_url
 
 
-async def _chat(
+@pytest.fixture
+async def chat(
+    request: pytest.FixtureRequest,
     make_heal: HealFactory,
     itsm: tuple[FakeITSM, str],
     clock: Clock,
     fakes: tuple[FakeTelegram, str, FakeSlack, str],
-    quorum: int = 1,
-    **settings: Any,
 ) -> AsyncIterator[Chat]:
+    """heal with both chats configured; the quorum is 1 unless parametrised indirectly."""
+    quorum: int = getattr(request, "param", 1)
     telegram, telegram_url, slack, slack_url = fakes
     heal: Heal = await make_heal(
         policy_text(itsm[1]) + APPROVAL % quorum,
@@ -151,35 +153,12 @@ async def _chat(
         slack_signing_secret=SIGNING_SECRET,
         slack_channel=CHANNEL,
         slack_api_url=f"{slack_url}/api",
-        **settings,
     )
     heal.approvals.clock = clock
     heal.chat.clock = clock
     transport = httpx.ASGITransport(app=create_app(heal, manage_lifecycle=False))
     async with httpx.AsyncClient(transport=transport, base_url="http://heal") as client:
         yield Chat(heal, telegram, slack, client, clock)
-
-
-@pytest.fixture
-async def chat(
-    make_heal: HealFactory,
-    itsm: tuple[FakeITSM, str],
-    clock: Clock,
-    fakes: tuple[FakeTelegram, str, FakeSlack, str],
-) -> AsyncIterator[Chat]:
-    async for made in _chat(make_heal, itsm, clock, fakes):
-        yield made
-
-
-@pytest.fixture
-async def chat_quorum_2(
-    make_heal: HealFactory,
-    itsm: tuple[FakeITSM, str],
-    clock: Clock,
-    fakes: tuple[FakeTelegram, str, FakeSlack, str],
-) -> AsyncIterator[Chat]:
-    async for made in _chat(make_heal, itsm, clock, fakes, quorum=2):
-        yield made
 
 
 async def test_a_card_goes_to_both_chats_with_buttons(chat: Chat) -> None:
@@ -298,8 +277,8 @@ async def test_details_button_shows_the_approval_without_signing(chat: Chat) -> 
         assert await approvals_repo.signatures(connection, approval_id) == []
 
 
-async def test_quorum_of_two_from_two_chats_and_one_signature_each(chat_quorum_2: Chat) -> None:
-    chat = chat_quorum_2
+@pytest.mark.parametrize("chat", [2], indirect=True)
+async def test_quorum_of_two_from_two_chats_and_one_signature_each(chat: Chat) -> None:
     _, _, approval_id = await chat.waiting()
     await chat.link("alice", telegram="111", slack="U111")
     await chat.link("bob", telegram="222", slack="U222")

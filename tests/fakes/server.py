@@ -1,4 +1,4 @@
-"""Serve a fake API over real TCP on 127.0.0.1, inside the test's event loop."""
+"""Serve a fake API over real TCP on 127.0.0.1, inside the test's event loop; record calls."""
 
 from __future__ import annotations
 
@@ -6,9 +6,27 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+
+
+@dataclass
+class Call:
+    method: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class Recorder:
+    """Every API call a fake received, in order."""
+
+    calls: list[Call] = field(default_factory=list, kw_only=True)
+
+    def sent(self, method: str) -> list[dict[str, Any]]:
+        return [c.payload for c in self.calls if c.method == method]
 
 
 @contextlib.asynccontextmanager

@@ -16,28 +16,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from fakes.server import Call, Recorder
+
 BLOCK_TYPES = {"header", "section", "actions", "context", "divider"}
 
 
 @dataclass
-class Call:
-    method: str
-    payload: dict[str, Any]
-
-
-@dataclass
-class FakeSlack:
+class FakeSlack(Recorder):
     token: str
-    calls: list[Call] = field(default_factory=list)
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     rate_limited: int = 0  # answer this many next calls with 429
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/api/{method}", self._handle, methods=["POST"])])
-
-    def sent(self, method: str) -> list[dict[str, Any]]:
-        return [c.payload for c in self.calls if c.method == method]
 
     async def _handle(self, request: Request) -> JSONResponse:
         if request.headers.get("authorization") != f"Bearer {self.token}":

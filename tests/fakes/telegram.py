@@ -18,17 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-
-@dataclass
-class Call:
-    method: str
-    payload: dict[str, Any]
+from fakes.server import Call, Recorder
 
 
 @dataclass
-class FakeTelegram:
+class FakeTelegram(Recorder):
     token: str
-    calls: list[Call] = field(default_factory=list)
     # (chat_id, message_id) -> the message as Telegram would return it
     messages: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     failures: list[tuple[int, str, int | None]] = field(default_factory=list)
@@ -39,9 +34,6 @@ class FakeTelegram:
 
     def fail_next(self, code: int, description: str, retry_after: int | None = None) -> None:
         self.failures.append((code, description, retry_after))
-
-    def sent(self, method: str) -> list[dict[str, Any]]:
-        return [c.payload for c in self.calls if c.method == method]
 
     async def _handle(self, request: Request) -> JSONResponse:
         if request.path_params["token"] != self.token:

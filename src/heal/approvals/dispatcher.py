@@ -174,12 +174,16 @@ class ChatDispatcher:
                 if row["approval_id"] is not None
                 else None
             )
-            recent = await notifications_repo.recent_card(
-                connection, row["incident_id"], provider, now, self.card_window
+            recent = (
+                await notifications_repo.recent_card(
+                    connection, row["incident_id"], provider, now, self.card_window
+                )
+                if row["kind"] == "card"
+                else None
             )
         if row["kind"] == "card":
             assert context.card is not None
-            if own is not None:  # posted before a crash cut the bookkeeping short
+            if own is not None:  # recorded, but a crash came before `sent_to` was
                 return
             under = _posted(recent) if recent else None
             posted = await channel.post_card(context.card, under=under)

@@ -402,7 +402,7 @@ class IngestService:
             row["incident_id"],
             EventKind.ACTION_STATUS,
             f"approval #{approval_id} requested: {needed.required_signatures} signature(s)"
-            f"{groups}, risk {risk}, expires {row['approval_expires_at'].isoformat()}",
+            f"{groups}, risk {risk}, expires {row['approval_expires_at']:%Y-%m-%d %H:%M:%S} UTC",
             action_id=action_id,
             status="waiting",
             approval_id=approval_id,
