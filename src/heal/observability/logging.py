@@ -25,8 +25,21 @@ def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutabl
     return {key: _redactor(value) for key, value in event.items()}
 
 
+class _RedactingFilter(logging.Filter):
+    """The same redaction for the standard library's records (uvicorn, procrastinate…)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _redactor:
+            record.msg = _redactor.text(record.getMessage())
+            record.args = None
+        return True
+
+
 def configure(level: str = "INFO", json: bool = False) -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
+            handler.addFilter(_RedactingFilter())
     # One line per outbound request and per migration step is noise at INFO; heal's own
     # timeline and metrics say what happened.
     for chatty in ("httpx", "httpcore", "alembic", "procrastinate"):
