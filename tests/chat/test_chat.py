@@ -442,3 +442,45 @@ async def test_the_dispatcher_runs_in_the_background(
         await asyncio.sleep(0.05)
     [card] = telegram.sent("sendMessage")
     assert "Approval needed: open-ticket" in card["text"]
+
+
+async def test_malformed_webhooks_get_422_and_change_nothing(chat: Chat) -> None:
+    _, _, approval_id = await chat.waiting()
+    headers = {"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}
+    not_json = await chat.client.post("/api/v1/chat/telegram", content=b"{", headers=headers)
+    no_sender = await chat.client.post(
+        "/api/v1/chat/telegram",
+        json={"update_id": 2, "callback_query": {"id": "q", "data": f"heal:{approval_id}:approve"}},
+        headers=headers,
+    )
+    assert not_json.status_code == 422
+    assert no_sender.status_code == 422
+    not_a_button = await chat.press_telegram(111, "somebody-else:1")
+    assert not_a_button.status_code == 200
+    assert chat.telegram.sent("answerCallbackQuery")[-1]["text"] == "This button is not heal's."
+
+    body = b"nothing=here"
+    stamp = str(int(time.time()))
+    digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256)
+    no_payload = await chat.client.post(
+        "/api/v1/chat/slack/interactions",
+        content=body,
+        headers={
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": "v0=" + digest.hexdigest(),
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    assert no_payload.status_code == 422
+    async with chat.heal.db.read() as connection:
+        assert (await approvals_repo.get(connection, approval_id))["status"] == "pending"
+
+
+async def test_chat_webhooks_are_404_when_the_chat_is_not_configured(
+    api: tuple[httpx.AsyncClient, Heal],
+) -> None:
+    client, _ = api
+    telegram = await client.post("/api/v1/chat/telegram", json={})
+    slack = await client.post("/api/v1/chat/slack/interactions", content=b"payload={}")
+    assert telegram.status_code == 404
+    assert slack.status_code == 404
