@@ -33,7 +33,7 @@ from heal.policy.models import ActionConfig
 from heal.store import actions_repo, timeline_repo
 from heal.store.db import Database
 
-# Parsed configs kept: per action (a pointer each) and per distinct snapshot.
+# Snapshots kept: per action (pointers and its small context) and per distinct config.
 CONFIG_CACHE_SIZE = 50_000
 SNAPSHOT_CACHE_SIZE = 256
 
@@ -72,8 +72,8 @@ class Engine:
         self.redact = Redactor(self.secrets.values())
         self.clock = clock
         # A snapshot never changes, so its parsed form can be kept per action.
-        self._configs: OrderedDict[int, ActionConfig] = OrderedDict()
-        self._snapshots: OrderedDict[str, ActionConfig] = OrderedDict()
+        self._known: OrderedDict[int, _Snapshots] = OrderedDict()
+        self._snapshots: OrderedDict[str, tuple[ActionConfig, dict[str, Any]]] = OrderedDict()
 
     # -- wakes ---------------------------------------------------------------------------
     async def wake(
@@ -82,6 +82,8 @@ class Engine:
         """Do what is due for the action. ``row``: the action as the runtime claimed it,
         which saves reading it again; the commit's version check covers any change since.
         """
+        if row is not None and "config" not in row:
+            row = self._with_snapshots(row)
         if row is None or row["id"] != action_id:
             async with self.db.read() as connection:
                 row = await actions_repo.load(connection, action_id)
@@ -241,13 +243,25 @@ class Engine:
         return CancelResult(True, ActionStatus.FAILURE)
 
     # -- helpers -------------------------------------------------------------------------
+    def _with_snapshots(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        """A claimed row completed with the action's snapshots, if they are known."""
+        known = self._known.get(row["id"])
+        if known is None:
+            return None
+        return {**row, "config": known.raw, "context": known.context}
+
     def _state(self, row: dict[str, Any]) -> ActionState:
-        config = self._configs.get(row["id"])
-        if config is None:
-            config = self._parse(row["config"]["action"])
-            self._configs[row["id"]] = config
-            if len(self._configs) > CONFIG_CACHE_SIZE:
-                self._configs.popitem(last=False)
+        known = self._known.get(row["id"])
+        if known is None:
+            config, action = self._parse(row["config"]["action"])
+            # The action's part is shared by every action of the same policy version; the
+            # rest (rendered template_detail, settings) is this action's own and small.
+            raw = {**row["config"], "action": action}
+            known = _Snapshots(config, raw, row["context"])
+            self._known[row["id"]] = known
+            if len(self._known) > CONFIG_CACHE_SIZE:
+                self._known.popitem(last=False)
+        config = known.config
         return ActionState(
             id=row["id"],
             incident_id=row["incident_id"],
@@ -270,19 +284,20 @@ class Engine:
             finished_at=row["finished_at"],
         )
 
-    def _parse(self, snapshot: dict[str, Any]) -> ActionConfig:
-        """One parsed config per distinct snapshot: the actions a policy version starts
-        share it (12 KiB each, so 10,000 in-flight actions saved ~120 MiB)."""
+    def _parse(self, snapshot: dict[str, Any]) -> tuple[ActionConfig, dict[str, Any]]:
+        """One parsed config, and one copy of its snapshot, per distinct snapshot: the
+        actions a policy version starts share them (12 KiB each parsed, more as decoded
+        JSON, so 10,000 in-flight actions would otherwise hold hundreds of MiB)."""
         key = json.dumps(snapshot, sort_keys=True, default=str)
-        config = self._snapshots.get(key)
-        if config is None:
-            config = ActionConfig.model_validate(snapshot)
-            self._snapshots[key] = config
+        shared = self._snapshots.get(key)
+        if shared is None:
+            shared = (ActionConfig.model_validate(snapshot), snapshot)
+            self._snapshots[key] = shared
             if len(self._snapshots) > SNAPSHOT_CACHE_SIZE:
                 self._snapshots.popitem(last=False)
         else:
             self._snapshots.move_to_end(key)
-        return config
+        return shared
 
     def _context(self, row: dict[str, Any], state: ActionState) -> dict[str, Any]:
         """What templates and JMESPath see. Secrets are not in it: plugins add them only
@@ -298,6 +313,15 @@ class Engine:
             "outputs": state.outputs,
             "pre_node_outputs": state.pre_node_outputs,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshots:
+    """What never changes about an action after its creation, decoded once."""
+
+    config: ActionConfig
+    raw: dict[str, Any]
+    context: dict[str, Any]
 
 
 def _row_values(state: ActionState, row: dict[str, Any]) -> dict[str, Any]:
@@ -317,10 +341,11 @@ def _row_values(state: ActionState, row: dict[str, Any]) -> dict[str, Any]:
         "next_wake_at": state.next_wake_at,
         "claimed_until": None,
     }
-    # JSON columns are rewritten only when they changed: most wakes are polls that don't.
-    if state.outputs is not row["outputs"]:
+    # JSON columns are rewritten only when they changed: most wakes are polls whose
+    # outputs come back the same (a ticket still "RUNNING").
+    if state.outputs != row["outputs"]:
         values["outputs"] = state.outputs
-    if state.pre_node_outputs is not row["pre_node_outputs"]:
+    if state.pre_node_outputs != row["pre_node_outputs"]:
         values["pre_node_outputs"] = state.pre_node_outputs
     if state.status.is_terminal:
         values["inflight_key"] = None

@@ -14,6 +14,8 @@ from heal.store.batch import insert_returning_ids
 from heal.store.tables import actions
 
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
+SNAPSHOT_COLUMNS = ("config", "context")
+_MUTABLE = [column for column in actions.c if column.name not in SNAPSHOT_COLUMNS]
 
 
 async def load(
@@ -59,7 +61,11 @@ def _versioned_update(columns: tuple[str, ...]) -> Update:
 async def claim_due(
     connection: AsyncConnection, now: datetime, lease_until: datetime, limit: int
 ) -> list[dict[str, Any]]:
-    """Lease up to ``limit`` due wakes; the leased rows, whole (the wake needs them).
+    """Lease up to ``limit`` due wakes; the leased rows without their snapshots.
+
+    The ``config`` and ``context`` snapshots never change after creation, and decoding
+    their JSON on every claim was a tenth of a wake's CPU: the engine keeps them per
+    action and reads the whole row only when it has not seen the action yet.
 
     A lease, not a lock: if this process dies, the lease runs out and the wake is due
     again, so a crash never strands an action.
@@ -79,7 +85,7 @@ async def claim_due(
         update(actions)
         .where(actions.c.id.in_(due.scalar_subquery()))
         .values(claimed_until=lease_until)
-        .returning(*actions.c)
+        .returning(*_MUTABLE)
     )
     return [dict(row._mapping) for row in result]
 
