@@ -85,8 +85,7 @@ class Engine:
         if row is not None and "config" not in row:
             row = self._with_snapshots(row)
         if row is None or row["id"] != action_id:
-            async with self.db.read() as connection:
-                row = await actions_repo.load(connection, action_id)
+            row = await self._load(action_id)
         if row is None or row["version"] != expected_version:
             metrics.STALE_WAKES.inc()
             return
@@ -243,6 +242,18 @@ class Engine:
         return CancelResult(True, ActionStatus.FAILURE)
 
     # -- helpers -------------------------------------------------------------------------
+    async def _load(self, action_id: int) -> dict[str, Any] | None:
+        """The action's row, read without the snapshots this engine already holds."""
+        known = action_id in self._known
+        async with self.db.read() as connection:
+            row = await actions_repo.load(connection, action_id, snapshots=not known)
+        if row is not None and known:
+            row = self._with_snapshots(row)
+        if row is None and known:  # evicted between the two looks: read it whole
+            async with self.db.read() as connection:
+                row = await actions_repo.load(connection, action_id)
+        return row
+
     def _with_snapshots(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """A claimed row completed with the action's snapshots, if they are known."""
         known = self._known.get(row["id"])

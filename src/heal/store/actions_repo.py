@@ -19,9 +19,14 @@ _MUTABLE = [column for column in actions.c if column.name not in SNAPSHOT_COLUMN
 
 
 async def load(
-    connection: AsyncConnection, action_id: int, for_update: bool = False
+    connection: AsyncConnection,
+    action_id: int,
+    for_update: bool = False,
+    *,
+    snapshots: bool = True,
 ) -> dict[str, Any] | None:
-    query = select(actions).where(actions.c.id == action_id)
+    """The action's row; without ``config``/``context`` when ``snapshots`` is false."""
+    query = select(*actions.c if snapshots else _MUTABLE).where(actions.c.id == action_id)
     if for_update and connection.dialect.name == "postgresql":
         query = query.with_for_update()
     result = await connection.execute(query)
