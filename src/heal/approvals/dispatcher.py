@@ -110,6 +110,10 @@ class ChatDispatcher:
     async def run_once(self) -> int:
         """Lease and send one batch of due notifications; how many were handled."""
         now = self.clock()
+        # A read first: the writer (SQLite has one) is taken only when there is work.
+        async with self.db.read() as connection:
+            if not await notifications_repo.any_due(connection, now):
+                return 0
         async with self.db.write() as connection:
             rows = await notifications_repo.claim_due(connection, now, self.batch, self.lease)
         for row in rows:

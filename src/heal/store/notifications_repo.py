@@ -39,6 +39,17 @@ async def enqueue(
     )
 
 
+async def any_due(connection: AsyncConnection, now: datetime) -> bool:
+    row = (
+        await connection.execute(
+            select(notifications.c.id)
+            .where(notifications.c.status == "pending", notifications.c.next_attempt_at <= now)
+            .limit(1)
+        )
+    ).first()
+    return row is not None
+
+
 async def claim_due(
     connection: AsyncConnection, now: datetime, limit: int, lease: timedelta
 ) -> list[dict[str, Any]]:
