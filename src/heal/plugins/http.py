@@ -18,6 +18,7 @@ from heal.policy.models import Auth, ValueMapping
 
 _QUERY_METHODS = {"GET", "DELETE"}
 _MESSAGE_LIMIT = 500
+_PARSED_URLS = 1024
 
 
 class HttpPlugin:
@@ -28,9 +29,20 @@ class HttpPlugin:
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
             follow_redirects=False,
         )
+        self._urls: dict[str, httpx.URL] = {}
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    def _parsed(self, url: str) -> httpx.URL:
+        """httpx parses every URL string (host IDNA, IP checks): a few hundred µs per
+        request at polling rates. Nodes call the same few URLs, so keep them parsed."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _PARSED_URLS:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
 
     async def run_node(self, call: NodeCall) -> NodeResult:
         node = call.node
@@ -48,7 +60,7 @@ class HttpPlugin:
         try:
             response = await self._client.request(
                 method,
-                url,
+                self._parsed(url),
                 params=_query(inputs) if method in _QUERY_METHODS else None,
                 json=None if method in _QUERY_METHODS else inputs,
                 headers=headers,
