@@ -42,6 +42,12 @@ def _channel(heal: Heal, kind: type[C]) -> C:
     raise HTTPException(status.HTTP_404_NOT_FOUND, "this chat is not configured")
 
 
+def _field(body: dict[str, Any], name: str, key: str) -> Any:
+    """``body[name][key]``, or None when either is missing or not an object."""
+    inner = body.get(name)
+    return inner.get(key) if isinstance(inner, dict) else None
+
+
 async def _json_object(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
@@ -115,10 +121,16 @@ async def slack_interaction(
     payload = await _json_object(payload_field[0].encode())
     if payload.get("type") != "block_actions":
         return Response(status_code=status.HTTP_200_OK)
-    user = (payload.get("user") or {}).get("id")
-    where = (payload.get("channel") or {}).get("id") or channel.channel
-    actions = payload.get("actions") or []
-    if not isinstance(user, str) or not actions or not isinstance(actions[0], dict):
+    user = _field(payload, "user", "id")
+    where = _field(payload, "channel", "id") or channel.channel
+    actions = payload.get("actions")
+    if (
+        not isinstance(user, str)
+        or not isinstance(where, str)
+        or not isinstance(actions, list)
+        or not actions
+        or not isinstance(actions[0], dict)
+    ):
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "block_actions lacks user/actions"
         )

@@ -42,6 +42,14 @@ class _Skip(Exception):
     """This notification should not be sent at all (the reason is kept)."""
 
 
+class _Later(Exception):
+    """Not yet: the approval's card is still on its way to this chat."""
+
+    def __init__(self, at: datetime) -> None:
+        super().__init__(at)
+        self.at = at
+
+
 def card_for(incident: dict[str, Any], approval: dict[str, Any], action: dict[str, Any]) -> Card:
     snapshot = action["config"]["action"]
     return Card(
@@ -123,6 +131,8 @@ class ChatDispatcher:
     async def _deliver(self, row: dict[str, Any]) -> None:
         sent_to = [p for p in (row["sent_to"] or "").split(",") if p]
         errors: list[ChannelError] = []
+        later: list[datetime] = []
+        held: datetime = row["next_attempt_at"]  # our lease, as claim_due stored it
         try:
             context = await self._context(row)
         except _Skip as reason:
@@ -132,8 +142,22 @@ class ChatDispatcher:
         for channel in self.channels:
             if channel.provider in sent_to:
                 continue
+            # Renewed before every send, so a slow batch never outlives its lease and a
+            # second dispatcher, finding the lease run out, cannot send this row as well.
+            until = self.clock() + self.lease
+            async with self.db.write() as connection:
+                still_ours = await notifications_repo.renew_lease(
+                    connection, row["id"], held, until
+                )
+            if not still_ours:
+                log.info("chat notification leased elsewhere", notification=row["id"])
+                return
+            held = until
             try:
                 await self._send(channel, row, context)
+            except _Later as wait:
+                later.append(wait.at)
+                continue
             except ChannelError as exc:
                 errors.append(exc)
                 continue
@@ -144,6 +168,9 @@ class ChatDispatcher:
                 )
         if errors:
             await self._failed(row, errors)
+        elif later:
+            async with self.db.write() as connection:
+                await notifications_repo.postpone(connection, row["id"], min(later))
 
     async def _context(self, row: dict[str, Any]) -> _Context:
         async with self.db.read() as connection:
@@ -204,6 +231,13 @@ class ChatDispatcher:
                 )
             return
         text = self.redact.text(row["text"])
+        if own is None and row["approval_id"] is not None:
+            async with self.db.read() as connection:
+                unsent = await notifications_repo.unsent_card(
+                    connection, row["approval_id"], provider, row["id"]
+                )
+            if unsent is not None:  # wait for it, then answer in its thread
+                raise _Later(max(unsent["next_attempt_at"], now))
         if own is None:  # the card is unknown: say it on its own
             await channel.post_text(f"Incident #{row['incident_id']}: {text}")
             return

@@ -36,11 +36,14 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 def verify(secret: str, timestamp: str | None, sent: str | None, body: bytes, now: float) -> bool:
     """True for a genuine request signed within the last five minutes (or the next)."""
-    if not timestamp or not sent or not timestamp.isdigit():
+    # Headers arrive as latin-1 text: anything but ASCII digits (str.isdigit() also takes
+    # "²") or an ASCII signature (compare_digest raises on other text) is simply wrong.
+    if not timestamp or not sent or not (timestamp.isascii() and timestamp.isdigit()):
         return False
     if abs(now - int(timestamp)) > SIGNATURE_WINDOW_SECONDS:
         return False
-    return hmac.compare_digest(signature(secret, timestamp, body), sent)
+    expected = signature(secret, timestamp, body).encode()
+    return hmac.compare_digest(expected, sent.encode("utf-8", "replace"))
 
 
 def card_blocks(card: Card, *, outcome: str | None = None) -> list[dict[str, Any]]:
@@ -159,7 +162,10 @@ class SlackChannel:
         if blocks is not None:
             payload["blocks"] = blocks
         body = await self.call("chat.postMessage", payload)
-        return Posted(str(body["channel"]), str(body["ts"]), under.root if under else None)
+        channel, ts = body.get("channel"), body.get("ts")
+        if not isinstance(channel, str) or not isinstance(ts, str):
+            raise ChannelError("slack chat.postMessage: answer without channel/ts")
+        return Posted(channel, ts, under.root if under else None)
 
     async def aclose(self) -> None:
         await self._client.aclose()

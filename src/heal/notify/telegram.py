@@ -45,10 +45,11 @@ class TelegramChannel:
             return body.get("result")
         body = body if isinstance(body, dict) else {}
         description = str(body.get("description") or f"HTTP {response.status_code}")
-        retry_after = (body.get("parameters") or {}).get("retry_after")
+        parameters = body.get("parameters")
+        retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
         raise ChannelError(
             f"telegram {method}: {description}",
-            retry_after=float(retry_after) if retry_after is not None else None,
+            retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
             # 400 (bad request), 401/403 (bad token, bot removed), 404: a retry will not help.
             permanent=response.status_code in (400, 401, 403, 404),
         )
@@ -94,11 +95,11 @@ class TelegramChannel:
         if markup is not None:
             payload["reply_markup"] = markup
         result = await self.call("sendMessage", payload)
-        return Posted(
-            str(result["chat"]["id"]),
-            str(result["message_id"]),
-            under.root if under else None,
-        )
+        try:
+            chat, message_id = result["chat"]["id"], result["message_id"]
+        except (KeyError, TypeError):
+            raise ChannelError("telegram sendMessage: answer without chat.id/message_id") from None
+        return Posted(str(chat), str(message_id), under.root if under else None)
 
     async def aclose(self) -> None:
         await self._client.aclose()

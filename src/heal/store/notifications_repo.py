@@ -72,6 +72,8 @@ async def claim_due(
             .where(notifications.c.id.in_([r["id"] for r in rows]))
             .values(next_attempt_at=now + lease)
         )
+        for row in rows:  # as stored: the lease a dispatcher renews (``renew_lease``)
+            row["next_attempt_at"] = now + lease
     return rows
 
 
@@ -188,3 +190,54 @@ async def card_by_message(
         )
     ).first()
     return dict(row._mapping) if row else None
+
+
+async def renew_lease(
+    connection: AsyncConnection, notification_id: int, held: datetime, until: datetime
+) -> bool:
+    """Extend a lease this dispatcher still holds (its ``held`` expiry is unchanged).
+
+    False when the row was finished or leased again by another dispatcher after ours
+    ran out: the caller must then leave it alone, or the message would go out twice.
+    """
+    result = await connection.execute(
+        update(notifications)
+        .where(
+            notifications.c.id == notification_id,
+            notifications.c.status == "pending",
+            notifications.c.next_attempt_at == held,
+        )
+        .values(next_attempt_at=until)
+    )
+    return result.rowcount == 1
+
+
+async def postpone(connection: AsyncConnection, notification_id: int, at: datetime) -> None:
+    """Try again at ``at`` without counting an attempt (it is waiting, not failing)."""
+    await connection.execute(
+        update(notifications)
+        .where(notifications.c.id == notification_id)
+        .values(next_attempt_at=at)
+    )
+
+
+async def unsent_card(
+    connection: AsyncConnection, approval_id: int, provider: str, before_id: int
+) -> dict[str, Any] | None:
+    """The approval's card notification still on its way to ``provider``, if any.
+
+    Updates about the approval wait for it, so they land in its thread instead of
+    standing alone.
+    """
+    rows = await connection.execute(
+        select(notifications).where(
+            notifications.c.approval_id == approval_id,
+            notifications.c.kind == "card",
+            notifications.c.status == "pending",
+            notifications.c.id < before_id,
+        )
+    )
+    for row in rows:
+        if provider not in (row.sent_to or "").split(","):
+            return dict(row._mapping)
+    return None
