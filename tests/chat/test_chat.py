@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -56,10 +57,15 @@ class Chat:
             pass
 
     async def link(
-        self, name: str, telegram: str, slack: str, groups: tuple[str, ...] = ()
+        self,
+        name: str,
+        telegram: str,
+        slack: str,
+        groups: tuple[str, ...] = (),
+        role: str = "approver",
     ) -> None:
         async with self.heal.db.write() as connection:
-            user_id = await users_repo.add(connection, name, "approver", list(groups), self.clock())
+            user_id = await users_repo.add(connection, name, role, list(groups), self.clock())
             await users_repo.link_chat(connection, user_id, "telegram", telegram)
             await users_repo.link_chat(connection, user_id, "slack", slack)
 
@@ -484,3 +490,140 @@ async def test_chat_webhooks_are_404_when_the_chat_is_not_configured(
     slack = await client.post("/api/v1/chat/slack/interactions", content=b"payload={}")
     assert telegram.status_code == 404
     assert slack.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("name", "role", "reason"),
+    [
+        ("heal", "approver", "separation of duties"),  # heal requested the action
+        ("victor", "viewer", "is a viewer"),
+    ],
+)
+async def test_who_may_not_sign_is_refused_in_the_chat_too(
+    chat: Chat, name: str, role: str, reason: str
+) -> None:
+    _, _, approval_id = await chat.waiting()
+    await chat.link(name, telegram="333", slack="U333", role=role)
+    await chat.dispatch()
+
+    pressed = await chat.press_telegram(333, f"heal:{approval_id}:approve")
+    slack = await chat.press_slack("U333", "approve", approval_id)
+    assert (pressed.status_code, slack.status_code) == (200, 200)
+    [answer] = chat.telegram.sent("answerCallbackQuery")
+    [told] = chat.slack.sent("chat.postEphemeral")
+    for said in (answer["text"], told["text"]):
+        assert said.startswith("Refused:")
+        assert reason in said
+    await chat.dispatch()
+    assert chat.telegram.keyboard(CHAT_ID, 101) != []  # the card stays open
+    async with chat.heal.db.read() as connection:
+        assert await approvals_repo.signatures(connection, approval_id) == []
+        assert (await approvals_repo.get(connection, approval_id))["status"] == "pending"
+
+
+async def test_a_server_error_is_retried_with_backoff(chat: Chat) -> None:
+    await chat.waiting()
+    chat.telegram.fail_next(500, "Internal Server Error")
+    await chat.dispatch()
+    [row] = await chat.outbox()
+    assert (row["status"], row["attempts"], row["sent_to"]) == ("pending", 1, "slack")
+    assert row["error"] == "telegram sendMessage: Internal Server Error"
+    assert row["next_attempt_at"] == chat.clock.now + timedelta(seconds=2)
+
+    chat.clock.advance(2)
+    await chat.dispatch()
+    [row] = await chat.outbox()
+    assert row["status"] == "sent"
+    assert row["error"] is None
+    tries = chat.telegram.sent("sendMessage")
+    assert len(tries) == 2  # the 500, then the card
+    assert tries[1] == tries[0]
+    assert chat.telegram.keyboard(CHAT_ID, 101) != []
+    assert len(chat.slack.sent("chat.postMessage")) == 1
+
+
+async def test_an_unreachable_chat_never_stores_its_token(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    heal: Heal = await make_heal(
+        policy_text(itsm[1]) + APPROVAL % 1,
+        clock=clock,
+        telegram_bot_token=BOT_TOKEN,
+        telegram_chat_id=CHAT_ID,
+        telegram_api_url=f"http://127.0.0.1:{port}",
+    )
+    heal.chat.clock = clock
+    await heal.ingest.ingest([alert()])
+    await heal.chat.run_once()
+    async with heal.db.read() as connection:
+        [row] = (await connection.execute(select(notifications))).mappings().all()
+    assert row["status"] == "pending"
+    assert row["error"] == "telegram sendMessage: ConnectError"
+    assert BOT_TOKEN not in row["error"]
+
+
+async def test_a_lease_that_ran_out_is_not_sent_twice(chat: Chat) -> None:
+    _, _, approval_id = await chat.waiting()
+    await chat.link("alice", telegram="111", slack="U111")
+    await chat.dispatch()
+    await chat.press_telegram(111, f"heal:{approval_id}:approve")
+    [slow] = await chat.heal.chat.claim()  # one dispatcher leases the news, then stalls
+    await chat.dispatch()  # another finds it leased and leaves it alone
+    assert len(chat.telegram.sent("sendMessage")) == 1  # the card only
+
+    chat.clock.advance(61)  # the lease runs out: the other one sends it
+    await chat.dispatch()
+    await chat.heal.chat.deliver(slow)  # the stalled one wakes up: nothing more goes out
+    [reply] = chat.telegram.sent("sendMessage")[1:]
+    assert "approved by alice via telegram" in reply["text"]
+    assert len(chat.slack.sent("chat.postMessage")) == 2  # card and reply
+    assert [n["status"] for n in await chat.outbox()] == ["sent", "sent"]
+
+
+@pytest.mark.parametrize("chat", [2], indirect=True)
+async def test_news_waits_for_a_card_that_is_late(chat: Chat) -> None:
+    _, _, approval_id = await chat.waiting()
+    await chat.link("alice", telegram="111", slack="U111")
+    chat.telegram.fail_next(500, "Internal Server Error")
+    await chat.dispatch()  # Slack has the card, Telegram will have it later
+    await chat.press_slack("U111", "approve", approval_id)  # 1 of 2
+    await chat.dispatch()
+    assert chat.telegram.sent("sendMessage") == [chat.telegram.calls[0].payload]
+    [slack_reply] = chat.slack.sent("chat.postMessage")[1:]
+    assert slack_reply["thread_ts"] == "1700000000.000001"
+
+    chat.clock.advance(2)
+    await chat.dispatch()
+    card, reply = chat.telegram.sent("sendMessage")[1:]
+    assert "inline_keyboard" in card["reply_markup"]
+    assert reply["reply_parameters"]["message_id"] == 101  # in the card's thread
+    assert "signed by alice via slack (1 of 2)" in reply["text"]
+    assert [n["status"] for n in await chat.outbox()] == ["sent", "sent"]
+
+
+async def test_odd_slack_headers_and_payloads_are_refused_not_crashed(chat: Chat) -> None:
+    _, _, approval_id = await chat.waiting()
+    body = urlencode({"payload": json.dumps({"type": "block_actions", "user": "U111"})}).encode()
+    stamp = str(int(time.time()))
+    digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256)
+    good = {
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": "v0=" + digest.hexdigest(),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    url = "/api/v1/chat/slack/interactions"
+    not_ascii = await chat.client.post(
+        url, content=body, headers={**good, "X-Slack-Signature": "v0=\xe9".encode("latin-1")}
+    )
+    odd_digit = await chat.client.post(
+        url, content=body, headers={**good, "X-Slack-Request-Timestamp": b"\xb2"}
+    )
+    user_not_an_object = await chat.client.post(url, content=body, headers=good)
+    assert not_ascii.status_code == 401
+    assert odd_digit.status_code == 401
+    assert user_not_an_object.status_code == 422
+    async with chat.heal.db.read() as connection:
+        assert (await approvals_repo.get(connection, approval_id))["status"] == "pending"

@@ -122,13 +122,20 @@ class ChatDispatcher:
         async with self.db.read() as connection:
             if not await notifications_repo.any_due(connection, now):
                 return 0
-        async with self.db.write() as connection:
-            rows = await notifications_repo.claim_due(connection, now, self.batch, self.lease)
+        rows = await self.claim(now)
         for row in rows:
-            await self._deliver(row)
+            await self.deliver(row)
         return len(rows)
 
-    async def _deliver(self, row: dict[str, Any]) -> None:
+    async def claim(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Lease a batch of due notifications to this dispatcher."""
+        async with self.db.write() as connection:
+            return await notifications_repo.claim_due(
+                connection, now or self.clock(), self.batch, self.lease
+            )
+
+    async def deliver(self, row: dict[str, Any]) -> None:
+        """Send one claimed notification to every chat it has not reached yet."""
         sent_to = [p for p in (row["sent_to"] or "").split(",") if p]
         errors: list[ChannelError] = []
         later: list[datetime] = []
