@@ -17,6 +17,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from heal.store import sqlite_inline
+
 
 class Overloaded(Exception):
     """Too many writes are queued; the caller should retry later."""
@@ -27,13 +29,22 @@ class Overloaded(Exception):
 
 
 def _sqlite_engine(url: str, *, writer: bool, pool_size: int) -> AsyncEngine:
+    parsed = make_url(url)
+    # The writer's statements are short and one at a time: they run on the event loop's
+    # thread (heal.store.sqlite_inline), not as ~20 round trips per transaction to
+    # aiosqlite's thread. Readers keep aiosqlite's threads: API reads can be long.
+    inline = writer and not parsed.query and parsed.database not in (None, "", ":memory:")
+    options: dict[str, Any] = {}
+    if inline:
+        path = parsed.database or ""
+        options["async_creator"] = lambda: sqlite_inline.connect(path)
+    else:
+        options["connect_args"] = {"timeout": 30}
     engine = create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=0,
-        pool_timeout=60,
-        connect_args={"timeout": 30},
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=60, **options
     )
+    # Inline: no waiting inside SQLite; sqlite_inline retries busy calls with asyncio.
+    busy_ms = 0 if inline else 30000
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -42,7 +53,7 @@ def _sqlite_engine(url: str, *, writer: bool, pool_size: int) -> AsyncEngine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
