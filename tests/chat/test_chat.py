@@ -627,3 +627,33 @@ async def test_odd_slack_headers_and_payloads_are_refused_not_crashed(chat: Chat
     assert user_not_an_object.status_code == 422
     async with chat.heal.db.read() as connection:
         assert (await approvals_repo.get(connection, approval_id))["status"] == "pending"
+
+
+async def test_an_expired_approval_closes_its_card(chat: Chat) -> None:
+    _, action_id, approval_id = await chat.waiting()
+    await chat.link("alice", telegram="111", slack="U111")
+    await chat.dispatch()
+    row = await drive(chat.heal, chat.clock, action_id)  # nobody answers: it expires
+    assert row["status"] == "skipped"
+    await chat.dispatch()
+    assert chat.telegram.keyboard(CHAT_ID, 101) == []
+    assert chat.slack.buttons(CHANNEL, "1700000000.000001") == []
+    [reply] = chat.telegram.sent("sendMessage")[1:]
+    assert reply["reply_parameters"]["message_id"] == 101
+    assert "expired" in reply["text"]
+    pressed = await chat.press_telegram(111, f"heal:{approval_id}:approve")
+    assert pressed.status_code == 200  # a late press on an old card is answered politely
+    [answer] = chat.telegram.sent("answerCallbackQuery")
+    assert answer["text"].startswith(f"Approval {approval_id}: ")
+    assert "expired" in answer["text"]
+    async with chat.heal.db.read() as connection:
+        assert await approvals_repo.signatures(connection, approval_id) == []
+
+
+async def test_alert_text_cannot_ping_a_slack_channel_or_overflow_a_card(chat: Chat) -> None:
+    await chat.waiting(service="<!channel> " + "x" * 3000)
+    await chat.dispatch()
+    [card] = chat.slack.sent("chat.postMessage")  # accepted: no field over 2000 characters
+    assert "<!channel>" not in json.dumps(card)
+    assert "&lt;!channel&gt;" in card["text"]
+    assert [n["status"] for n in await chat.outbox()] == ["sent"]

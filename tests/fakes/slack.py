@@ -100,6 +100,12 @@ def _blocks_problem(blocks: Any) -> bool:
     for block in blocks:
         if not isinstance(block, dict) or block.get("type") not in BLOCK_TYPES:
             return True
+        if block["type"] == "header" and len(block.get("text", {}).get("text", "")) > 150:
+            return True
+        if block["type"] == "section":
+            fields = block.get("fields", [])
+            if len(fields) > 10 or any(len(f.get("text", "")) > 2000 for f in fields):
+                return True
         if block["type"] == "actions":
             for element in block.get("elements", []):
                 if element.get("type") != "button" or not element.get("action_id"):

@@ -12,6 +12,9 @@ from heal.notify.cards import BUTTONS, Card, Verb
 from heal.notify.channels import ChannelError, Posted
 
 DEFAULT_API_URL = "https://slack.com/api"
+# Block Kit limits: a section field's or context element's text, and a message's text.
+FIELD_LIMIT = 2000
+TEXT_LIMIT = 40000
 SIGNATURE_WINDOW_SECONDS = 300
 # Errors a retry will not cure.
 _PERMANENT = {
@@ -53,7 +56,7 @@ def card_blocks(card: Card, *, outcome: str | None = None) -> list[dict[str, Any
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": f"*{name}*\n{_escape(value)}"}
+                {"type": "mrkdwn", "text": _cut(f"*{name}*\n{_escape(value)}", FIELD_LIMIT)}
                 for name, value in card.facts()
             ],
         },
@@ -77,7 +80,10 @@ def card_blocks(card: Card, *, outcome: str | None = None) -> list[dict[str, Any
         )
     else:
         blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": _escape(outcome)}]}
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": _cut(_escape(outcome), FIELD_LIMIT)}],
+            }
         )
     return blocks
 
@@ -89,7 +95,13 @@ _STYLES: dict[Verb, dict[str, str]] = {
 
 
 def _escape(text: str) -> str:
+    """Alert text shown as text: no ``<!channel>`` pings, no links, no user mentions."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    """Slack refuses a whole message (invalid_blocks) for one over-long text."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class SlackChannel:
@@ -141,7 +153,7 @@ class SlackChannel:
             {
                 "channel": posted.chat_id,
                 "ts": posted.message_id,
-                "text": f"{card.text()}\n{outcome}",
+                "text": _cut(_escape(f"{card.text()}\n{outcome}"), TEXT_LIMIT),
                 "blocks": card_blocks(card, outcome=outcome),
             },
         )
@@ -155,7 +167,7 @@ class SlackChannel:
     ) -> Posted:
         payload: dict[str, Any] = {
             "channel": under.chat_id if under else self.channel,
-            "text": text,
+            "text": _cut(_escape(text), TEXT_LIMIT),
         }
         if under is not None:
             payload["thread_ts"] = under.root
