@@ -57,7 +57,7 @@ class FakeSlack(Recorder):
             return JSONResponse({"ok": False, "error": "channel_not_found"})
         if not p.get("text") and not p.get("blocks"):
             return JSONResponse({"ok": False, "error": "no_text"})
-        if "blocks" in p and _blocks_problem(p["blocks"]):
+        if "blocks" in p and blocks_problem(p["blocks"]):
             return JSONResponse({"ok": False, "error": "invalid_blocks"})
         thread = p.get("thread_ts")
         if thread is not None:
@@ -76,7 +76,7 @@ class FakeSlack(Recorder):
         message = self.messages.get((str(p.get("channel")), str(p.get("ts"))))
         if message is None:
             return JSONResponse({"ok": False, "error": "message_not_found"})
-        if "blocks" in p and _blocks_problem(p["blocks"]):
+        if "blocks" in p and blocks_problem(p["blocks"]):
             return JSONResponse({"ok": False, "error": "invalid_blocks"})
         message.update({k: p[k] for k in ("text", "blocks") if k in p})
         return JSONResponse(
@@ -94,7 +94,7 @@ class FakeSlack(Recorder):
         return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
 
 
-def _blocks_problem(blocks: Any) -> bool:
+def blocks_problem(blocks: Any) -> bool:
     if not isinstance(blocks, list) or len(blocks) > 50:
         return True
     for block in blocks:
