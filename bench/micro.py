@@ -2,9 +2,10 @@
 
 ``python -m bench.micro`` measures, in this process: one aiosqlite thread round trip; one
 read and one write transaction through ``heal.store.db.Database``; inserting 50 alert rows
-with ``alerts_repo.insert_many`` (ordered RETURNING) and as one batched INSERT; and one HTTP
-GET to the fake ITSM (run as a child process) with httpx as ``HttpPlugin`` configures it, at
-concurrency 1 and 32, against a bare asyncio stream (and aiohttp when it is importable).
+with ``alerts_repo.insert_many`` and as one plain batched INSERT; and one HTTP GET to the fake
+ITSM (run as a child process) with httpx as ``HttpPlugin`` configures it (its own connection
+pool) and with httpx's stock pool, at concurrency 1, 8 and 32, against a bare asyncio stream
+(and aiohttp when it is importable).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import httpx
 from sqlalchemy import insert, text
 
 from bench._proc import Child, run, stop_all
+from heal.plugins.http import HttpPlugin
 from heal.store import alerts_repo, migrate
 from heal.store.db import Database
 from heal.store.tables import alerts
@@ -79,7 +81,7 @@ async def database(report: Callable[[str, float], None]) -> None:
         async with db.write() as connection:
             await connection.execute(text("UPDATE bench SET v = v + 1 WHERE id = 1"))
 
-    async with db.write() as connection:  # a round trip needs the writer's connection held
+    async with db.read() as connection:  # readers keep aiosqlite's thread (the writer: none)
         raw = await connection.get_raw_connection()
         aio = raw.driver_connection
         report("aiosqlite thread round trip (no SQL)", await cpu_per_op(2000, round_trip))
@@ -99,9 +101,16 @@ async def database(report: Callable[[str, float], None]) -> None:
                 alert_rows(next(counter), 50),
             )
 
-    report("insert 50 alerts, ordered RETURNING (now)", await cpu_per_op(100, ordered))
-    report("insert 50 alerts, one batched INSERT", await cpu_per_op(100, batched))
+    report("insert 50 alerts, alerts_repo.insert_many", await cpu_per_op(100, ordered))
+    report("insert 50 alerts, one plain INSERT RETURNING", await cpu_per_op(100, batched))
     await db.dispose()
+
+
+def stock_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+        follow_redirects=False,
+    )
 
 
 async def http(report: Callable[[str, float], None]) -> None:
@@ -111,23 +120,23 @@ async def http(report: Callable[[str, float], None]) -> None:
     try:
         url = fake.url
         headers = {"Idempotency-Key": "k", "X-Heal-Action": "1"}
-        # As HttpPlugin builds its client.
-        async with httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-            follow_redirects=False,
-        ) as client:
-            created = await client.post(f"{url}/create_ticket/", json={"fields": []})
-            sn = created.json()["data"]["sn"]
+        sn = ""
+        for name, plugin_pool in (("HttpPlugin", True), ("stock pool", False)):
+            # As HttpPlugin builds its client; "stock pool" without its pool fix.
+            client = HttpPlugin()._client if plugin_pool else stock_client()
+            async with client:
+                created = await client.post(f"{url}/create_ticket/", json={"fields": []})
+                sn = created.json()["data"]["sn"]
 
-            async def get() -> None:
-                response = await client.get(
-                    f"{url}/get_ticket_status/", params={"sn": sn}, headers=headers, timeout=30
-                )
-                response.json()
+                async def get(client: httpx.AsyncClient = client, sn: str = sn) -> None:
+                    response = await client.get(
+                        f"{url}/get_ticket_status/", params={"sn": sn}, headers=headers, timeout=30
+                    )
+                    response.json()
 
-            for concurrency in (1, 32):
-                cost = await cpu_per_op(1600, get, concurrency)
-                report(f"HTTP GET, httpx, {concurrency} concurrent", cost)
+                for concurrency in (1, 8, 32):
+                    cost = await cpu_per_op(1600, get, concurrency)
+                    report(f"HTTP GET, httpx ({name}), {concurrency} concurrent", cost)
         try:
             import aiohttp
         except ImportError:
@@ -171,7 +180,7 @@ async def main() -> None:
 
     def report(name: str, micros: float) -> None:
         rows.append((name, micros))
-        print(f"  {name:<48} {micros:>9,.0f} us CPU", flush=True)
+        print(f"  {name:<52} {micros:>9,.0f} us CPU", flush=True)
 
     await database(report)
     await http(report)
