@@ -678,3 +678,25 @@ def test_a_huge_label_still_fits_a_slack_card() -> None:
         texts = [f["text"] for b in blocks for f in b.get("fields", [])]
         assert max(len(t) for t in texts) == 2000
         assert texts[1].endswith("…")
+
+
+async def test_news_for_a_deleted_card_still_arrives(chat: Chat) -> None:
+    incident_id, _, approval_id = await chat.waiting()
+    await chat.link("alice", telegram="111", slack="U111")
+    await chat.dispatch()
+    del chat.telegram.messages[(CHAT_ID, 101)]  # someone deleted both cards
+    del chat.slack.messages[(CHANNEL, "1700000000.000001")]
+
+    await chat.press_telegram(111, f"heal:{approval_id}:approve")
+    await chat.dispatch()
+    [reply] = chat.telegram.sent("sendMessage")[1:]  # Telegram replies to a lost message
+    assert reply["reply_parameters"]["allow_sending_without_reply"] is True
+    assert "approved by alice via telegram" in reply["text"]
+    *_, lost, alone = chat.slack.sent("chat.postMessage")  # Slack has no thread to reply in
+    assert lost["thread_ts"] == "1700000000.000001"
+    assert "thread_ts" not in alone
+    assert alone["text"].startswith(f"Incident #{incident_id}: approved by alice")
+    assert [n["status"] for n in await chat.outbox()] == ["sent", "sent"]
+    async with chat.heal.db.read() as connection:
+        cards = (await connection.execute(select(chat_cards))).mappings().all()
+    assert all(c["closed_at"] is not None for c in cards)

@@ -27,6 +27,7 @@ class FakeTelegram(Recorder):
     # (chat_id, message_id) -> the message as Telegram would return it
     messages: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     failures: list[tuple[int, str, int | None]] = field(default_factory=list)
+    answered: set[str] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(101))
 
     def app(self) -> Starlette:
@@ -112,10 +113,17 @@ class FakeTelegram(Recorder):
         return JSONResponse({"ok": True, "result": message})
 
     def _answer(self, p: dict[str, Any]) -> JSONResponse:
-        if not isinstance(p.get("callback_query_id"), str):
+        query_id = p.get("callback_query_id")
+        if not isinstance(query_id, str):
             return _error(400, "Bad Request: callback_query_id is empty")
         if len(p.get("text", "")) > 200:
             return _error(400, "Bad Request: text is too long")
+        if query_id in self.answered:  # a query is answered once; a redelivery is too late
+            return _error(
+                400,
+                "Bad Request: query is too old and response timeout expired or query ID is invalid",
+            )
+        self.answered.add(query_id)
         return JSONResponse({"ok": True, "result": True})
 
     def keyboard(self, chat_id: str, message_id: int) -> list[list[dict[str, Any]]]:

@@ -253,10 +253,22 @@ class ChatDispatcher:
             and context.approval["status"] != ApprovalStatus.PENDING.value
         )
         if decided and own["closed_at"] is None and context.card is not None:
-            await channel.close_card(_posted(own), context.card, text)
+            try:
+                await channel.close_card(_posted(own), context.card, text)
+            except ChannelError as exc:
+                if not exc.permanent:
+                    raise
+                # Deleted, or too old to edit: its buttons are moot (a press is refused).
+                log.warning("chat card not closed", card=own["id"], error=str(exc))
             async with self.db.write() as connection:
                 await notifications_repo.close_card(connection, own["id"], now)
-        await channel.post_text(text, under=_posted(own))
+        try:
+            await channel.post_text(text, under=_posted(own))
+        except ChannelError as exc:
+            if not exc.permanent:
+                raise
+            # The card's thread is gone: the news stands on its own rather than be lost.
+            await channel.post_text(f"Incident #{row['incident_id']}: {text}")
 
     async def _failed(self, row: dict[str, Any], errors: list[ChannelError]) -> None:
         error = self.redact.text("; ".join(str(e) for e in errors))

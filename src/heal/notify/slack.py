@@ -27,6 +27,7 @@ _PERMANENT = {
     "is_archived",
     "invalid_blocks",
     "message_not_found",
+    "thread_not_found",
     "cant_update_message",
 }
 
