@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./heal.db"
+_TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 def hash_token(token: str) -> str:
@@ -16,7 +18,10 @@ def hash_token(token: str) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HEAL_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a validation error must not print the tokens it was given.
+    model_config = SettingsConfigDict(
+        env_prefix="HEAL_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = DEFAULT_DATABASE_URL
     config: str | None = Field(default=None, description="path of the policy YAML")
@@ -66,6 +71,12 @@ class Settings(BaseSettings):
         if self.telegram_bot_token and not self.telegram_chat_id:
             raise ValueError(
                 "HEAL_TELEGRAM_BOT_TOKEN needs HEAL_TELEGRAM_CHAT_ID (the chat for cards)"
+            )
+        secret = self.telegram_webhook_secret
+        if secret is not None and not _TELEGRAM_SECRET.fullmatch(secret.get_secret_value()):
+            raise ValueError(
+                "HEAL_TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ "
+                "and - (Telegram refuses any other secret_token)"
             )
         if self.slack_bot_token and not self.slack_channel:
             raise ValueError(
