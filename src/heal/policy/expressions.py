@@ -15,7 +15,7 @@ from typing import Any
 
 import jmespath
 import jmespath.exceptions
-from jinja2 import ChainableUndefined, TemplateError
+from jinja2 import ChainableUndefined, TemplateError, meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -74,6 +74,50 @@ def check_template(source: str) -> None:
 
 def check_expression(source: str) -> None:
     _expression(source)
+
+
+def template_names(source: str) -> frozenset[str]:
+    """The top-level names a template reads from its context (not its own ``set``/``for``
+    variables, not Jinja's globals such as ``range``). Raises ``ExpressionError``."""
+    try:
+        ast = _ENV.parse(source)
+    except TemplateError as exc:
+        raise ExpressionError(f"template {source!r}: {exc}") from exc
+    return frozenset(meta.find_undeclared_variables(ast) - set(_ENV.globals))
+
+
+# Node types whose later children are evaluated against the result of the first one
+# (``a.b``, ``a[0]``, ``a[*].b``, ``a | b``), not against the data the expression is given.
+_CHAINED = frozenset(
+    {
+        "subexpression",
+        "index_expression",
+        "projection",
+        "filter_projection",
+        "value_projection",
+        "pipe",
+    }
+)
+
+
+def expression_names(source: str) -> frozenset[str]:
+    """The top-level fields a JMESPath expression reads from the data it is given.
+    Raises ``ExpressionError``."""
+    names: set[str] = set()
+
+    def visit(node: dict[str, Any]) -> None:
+        kind = node.get("type")
+        children = node.get("children", [])
+        if kind == "field":
+            names.add(str(node["value"]))
+        elif kind in _CHAINED:
+            visit(children[0])
+        elif kind != "expref":  # &expr is evaluated against each element later
+            for child in children:
+                visit(child)
+
+    visit(_expression(source).parsed)
+    return frozenset(names)
 
 
 def render(source: str, context: Mapping[str, Any]) -> str:
