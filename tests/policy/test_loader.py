@@ -646,6 +646,30 @@ def test_template_names_depend_on_the_place(old: str, new: str, needle: str, mes
     assert problem.message == message
 
 
+@pytest.mark.parametrize(
+    ("new", "needle", "message"),
+    [
+        (
+            '{url: "{{ settings.itsm_ulr }}/create_ticket/", method: POST}',
+            '"{{ settings.itsm_ulr',
+            "settings.itsm_ulr in template: 'itsm_ulr' is not declared under settings — did "
+            "you mean 'itsm_url'?",
+        ),
+        (
+            '{url: "{{ settings.itsm_url }}/x", headers: {X-Key: "{{ secrets[\'token\'] }}"}}',
+            '"{{ secrets[',
+            "secrets.token in template: 'token' is not declared under secrets",
+        ),
+    ],
+)
+def test_keys_of_settings_and_secrets_must_be_declared(new: str, needle: str, message: str) -> None:
+    # Both are known from the file itself: a misspelt key would render as "".
+    text = variant(URL, new)
+    problem = only_problem(text)
+    assert (problem.line, problem.column) == at(text, needle)
+    assert problem.message == message
+
+
 def test_names_a_template_may_use() -> None:
     # Earlier outputs by name, the response in outputs, Jinja's own globals and variables.
     text = variant(

@@ -11,13 +11,22 @@ as an empty string, silently.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from heal.policy.expressions import ExpressionError, expression_names, template_names
+from heal.policy.expressions import (
+    ExpressionError,
+    expression_lookups,
+    expression_names,
+    template_lookups,
+    template_names,
+)
 
 Loc = tuple[str | int, ...]
+# The top-level names a place has, each with the keys it is known to have (None: any).
+Scope = Mapping[str, frozenset[str] | None]
+T = TypeVar("T")
 
 # What Engine._context gives every node's templates and expressions, besides the outputs
 # of the action's nodes by name.
@@ -48,11 +57,17 @@ def reference_errors(data: Any) -> list[Finding]:
     if not isinstance(data, dict):
         return []
     actions = _mapping(data.get("actions"))
-    secrets = _mapping(data.get("secrets"))
+    declared: Scope = {
+        "secrets": frozenset(map(str, _mapping(data.get("secrets")))),
+        # settings of the wrong type are a field error; their keys are then unknown.
+        "settings": frozenset(map(str, data.get("settings") or {}))
+        if isinstance(data.get("settings") or {}, dict)
+        else None,
+    }
     findings = list(_rule_findings(_sequence(data.get("rules")), actions))
     for name, action in actions.items():
         if isinstance(action, dict):
-            findings.extend(_action_findings(("actions", name), action, secrets))
+            findings.extend(_action_findings(("actions", name), action, declared))
     return findings
 
 
@@ -114,14 +129,18 @@ def _keys(mappings: Any) -> list[str]:
     ]
 
 
-def _action_findings(where: Loc, action: dict[str, Any], secrets: dict[Any, Any]) -> list[Finding]:
+def _action_findings(where: Loc, action: dict[str, Any], declared: Scope) -> list[Finding]:
     nodes = _nodes(action)
     findings = _graph_findings(where, nodes)
-    output_keys = frozenset(key for _, node, _ in nodes for key in _keys(node.get("outputs")))
+    outputs = {key: None for _, node, _ in nodes for key in _keys(node.get("outputs"))}
+    detail_scope = {name: declared.get(name) for name in _DETAIL_NAMES}
     for key, value in _mapping(action.get("template_detail")).items():
-        findings += _template_findings((*where, "template_detail", key), value, _DETAIL_NAMES)
+        findings += _template_findings((*where, "template_detail", key), value, detail_scope)
+    # Engine._context puts the fixed names over the outputs: an output named "alert" is
+    # hidden.
+    everywhere: Scope = {**outputs, **{name: declared.get(name) for name in _NODE_NAMES}}
     for loc, node, _ in nodes:
-        findings += _node_findings((*where, *loc), node, output_keys, secrets)
+        findings += _node_findings((*where, *loc), node, everywhere, declared)
     return findings
 
 
@@ -159,33 +178,27 @@ def _graph_findings(where: Loc, nodes: list[tuple[Loc, dict[str, Any], str]]) ->
 
 
 def _node_findings(
-    where: Loc, node: dict[str, Any], output_keys: frozenset[str], secrets: dict[Any, Any]
+    where: Loc, node: dict[str, Any], everywhere: Scope, declared: Scope
 ) -> list[Finding]:
     findings: list[Finding] = []
-    everywhere = _NODE_NAMES | output_keys
+    requesting: Scope = {**everywhere, "secrets": declared.get("secrets")}
     request = _mapping(node.get("request"))
-    findings += _template_findings(
-        (*where, "request", "url"), request.get("url"), everywhere | {"secrets"}
-    )
+    findings += _template_findings((*where, "request", "url"), request.get("url"), requesting)
     for name, value in _mapping(request.get("headers")).items():
-        findings += _template_findings(
-            (*where, "request", "headers", name), value, everywhere | {"secrets"}
-        )
-    auth = _mapping(request.get("auth"))
-    secret = auth.get("secret")
+        findings += _template_findings((*where, "request", "headers", name), value, requesting)
+    secrets = declared.get("secrets") or frozenset()
+    secret = _mapping(request.get("auth")).get("secret")
     if isinstance(secret, str) and secret not in secrets:
         findings.append(
             Finding(
                 (*where, "request", "auth", "secret"),
-                f"secret {secret!r} is not declared under secrets"
-                f"{_suggestion(secret, map(str, secrets))}",
+                f"secret {secret!r} is not declared under secrets{_suggestion(secret, secrets)}",
                 at_value=True,
             )
         )
-    findings += _mapping_findings((*where, "inputs"), node.get("inputs"), everywhere | {"secrets"})
-    findings += _mapping_findings(
-        (*where, "outputs"), node.get("outputs"), everywhere | {"response"}
-    )
+    findings += _mapping_findings((*where, "inputs"), node.get("inputs"), requesting)
+    answered: Scope = {**everywhere, "response": None}
+    findings += _mapping_findings((*where, "outputs"), node.get("outputs"), answered)
     findings += _template_findings((*where, "log_template"), node.get("log_template"), everywhere)
     own_outputs = frozenset(_keys(node.get("outputs")))
     for rule in ("finished_rule", "success_rule"):
@@ -194,21 +207,21 @@ def _node_findings(
     return findings
 
 
-def _mapping_findings(where: Loc, mappings: Any, names: frozenset[str]) -> list[Finding]:
+def _mapping_findings(where: Loc, mappings: Any, scope: Scope) -> list[Finding]:
     """Inputs or outputs: evaluated in order, each sees the keys of the ones before it."""
     findings: list[Finding] = []
-    scope = set(names)
+    seen = dict(scope)
     for index, mapping in enumerate(_sequence(mappings)):
         if not isinstance(mapping, dict):
             continue
         loc = (*where, index, "value")
         value, fmt = mapping.get("value"), mapping.get("format", "jmespath")
         if fmt == "jinja2":
-            findings += _template_findings(loc, value, frozenset(scope))
+            findings += _template_findings(loc, value, seen)
         elif fmt == "jmespath" and isinstance(value, str):
-            findings += _name_findings(loc, _names(expression_names, value), scope, "expression")
+            findings += _source_findings(loc, value, seen, "expression")
         if isinstance(mapping.get("key"), str):
-            scope.add(mapping["key"])
+            seen[mapping["key"]] = None
     return findings
 
 
@@ -216,7 +229,7 @@ def _condition_findings(loc: Loc, key: Any, outputs: frozenset[str]) -> list[Fin
     if not isinstance(key, str):
         return []
     findings = []
-    for name in sorted(_names(expression_names, key) - outputs):
+    for name in sorted(_parsed(expression_names, key) - outputs):
         known = ", ".join(sorted(outputs)) or "none"
         findings.append(
             Finding(
@@ -229,39 +242,51 @@ def _condition_findings(loc: Loc, key: Any, outputs: frozenset[str]) -> list[Fin
     return findings
 
 
-def _template_findings(loc: Loc, value: Any, names: frozenset[str]) -> list[Finding]:
+def _template_findings(loc: Loc, value: Any, scope: Scope) -> list[Finding]:
     """Every string inside ``value`` (jinja2 values may be lists and dicts of templates)."""
     if isinstance(value, str):
-        return _name_findings(loc, _names(template_names, value), names, "template")
+        return _source_findings(loc, value, scope, "template")
     findings: list[Finding] = []
     if isinstance(value, list):
         for index, item in enumerate(value):
-            findings += _template_findings((*loc, index), item, names)
+            findings += _template_findings((*loc, index), item, scope)
     elif isinstance(value, dict):
         for key, item in value.items():
-            findings += _template_findings((*loc, key), item, names)
+            findings += _template_findings((*loc, key), item, scope)
     return findings
 
 
-def _names(parse: Any, source: str) -> frozenset[str]:
+def _parsed(parse: Callable[[str], frozenset[T]], source: str) -> frozenset[T]:
     try:
-        return frozenset(parse(source))
+        return parse(source)
     except ExpressionError:
         return frozenset()  # a syntax error: reported by the field's own validation
 
 
-def _name_findings(
-    loc: Loc, used: frozenset[str], names: Iterable[str], kind: str
-) -> list[Finding]:
-    known = frozenset(names)
+def _source_findings(loc: Loc, source: str, scope: Scope, kind: str) -> list[Finding]:
+    """Unknown top-level names, and keys of settings or secrets that are not declared."""
+    template = kind == "template"
+    names = _parsed(template_names if template else expression_names, source)
+    lookups = _parsed(template_lookups if template else expression_lookups, source)
     findings = []
-    for name in sorted(used - known):
-        hint = _suggestion(name, known)
+    for name in sorted(names - set(scope)):
+        hint = _suggestion(name, scope)
         if not hint:
             hint = (
                 f" ({_ONLY_IN[name]})"
                 if name in _ONLY_IN
-                else (f" (available here: {', '.join(sorted(known))})")
+                else f" (available here: {', '.join(sorted(scope))})"
             )
         findings.append(Finding(loc, f"unknown name {name!r} in {kind}{hint}", at_value=True))
+    for name, key in sorted(lookups):
+        keys = scope.get(name)
+        if keys is not None and key not in keys:
+            findings.append(
+                Finding(
+                    loc,
+                    f"{name}.{key} in {kind}: {key!r} is not declared under {name}"
+                    f"{_suggestion(key, keys)}",
+                    at_value=True,
+                )
+            )
     return findings
