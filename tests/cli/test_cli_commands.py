@@ -67,6 +67,31 @@ def test_policy_check_reports_every_problem_with_its_position(tmp_path: Path) ->
     assert "Traceback" not in result.output
 
 
+def test_policy_check_catches_a_misspelt_template_name(tmp_path: Path) -> None:
+    policy = tmp_path / "heal.yaml"
+    text = policy_text("http://itsm.example")
+    assert "{{ settings.itsm_url }}" in text
+    policy.write_text(text.replace("{{ settings.itsm_url }}", "{{ setings.itsm_url }}", 1))
+    result = heal_cli("policy", "check", str(policy))
+    assert result.exit_code == 2
+    line = next(
+        number
+        for number, content in enumerate(policy.read_text().splitlines(), 1)
+        if "setings" in content
+    )
+    assert f"{policy}:{line}:" in result.output
+    assert "unknown name 'setings' in template — did you mean 'settings'?" in result.output
+    assert "OK" not in result.output
+
+
+def test_policy_check_of_an_empty_file(tmp_path: Path) -> None:
+    policy = tmp_path / "heal.yaml"
+    policy.write_text("# nothing yet\n")
+    result = heal_cli("policy", "check", str(policy))
+    assert result.exit_code == 2
+    assert f"{policy}:1:1: the policy is empty" in result.output
+
+
 def test_policy_check_of_a_missing_file(tmp_path: Path) -> None:
     result = heal_cli("policy", "check", str(tmp_path / "nope.yaml"))
     assert result.exit_code == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,7 +185,7 @@ BROKEN = [
         variant("timeout: 600", "timeout: 30"),
         ("timeout: 30", 1),
         0,
-        "greater than or equal to 60",
+        "must be at least 60, got 30",
         id="timeout-below-60",
     ),
     pytest.param(
@@ -203,9 +204,10 @@ BROKEN = [
     ),
     pytest.param(
         variant("next_function: schedule", "next_function: scheduel"),
-        ("open-ticket:", 1),
+        ("scheduel", 1),  # the value, on its own line
         0,
-        "next_function 'scheduel' names no node",
+        "next_function 'scheduel' names no node in nodes — did you mean 'schedule'? "
+        "(known: create_task, schedule)",
         id="next-function-names-no-node",
     ),
     pytest.param(
@@ -214,16 +216,16 @@ BROKEN = [
             "next_function: create_task",
             variant("- function: schedule\n", "- function: create_task\n"),
         ),
-        ("open-ticket:", 1),
-        0,
-        "node functions must be unique, repeated: ['create_task']",
+        ("- function: create_task", 2),  # the second use
+        2,
+        "node function 'create_task' is used twice: functions must be unique within an action",
         id="duplicate-node-functions",
     ),
     pytest.param(
         variant("{action: open-ticket,", "{action: open-tikcet,"),
-        ("action: open-tikcet", 1),
+        ("open-tikcet", 1),
         0,
-        "action 'open-tikcet' is not defined (defined: ['open-ticket'])",
+        "action 'open-tikcet' is not defined — did you mean 'open-ticket'? (defined: open-ticket)",
         id="undefined-action",
     ),
     pytest.param(
@@ -235,7 +237,7 @@ BROKEN = [
     ),
     pytest.param(
         variant('"=~critical|page"', '"=~(critical"'),
-        ("match:", 1),
+        ("severity:", 1),  # the label, not the rule's match
         0,
         "invalid regular expression '(critical'",
         id="bad-regex-in-match",
@@ -260,7 +262,7 @@ BROKEN = [
     ),
     pytest.param(
         variant("method: GET}", SECRET_AUTH),
-        ("secret: itsm-token", 1),
+        ("itsm-token", 1),
         0,
         "secret 'itsm-token' is not declared under secrets",
         id="auth-secret-not-declared",
@@ -276,14 +278,14 @@ BROKEN = [
         variant("        name: Poll ticket\n", ""),
         ("- function: schedule", 1),
         2,  # the list item's content, after "- "
-        "Field required",
+        "missing required key 'name'",
         id="missing-required-field",
     ),
     pytest.param(
         variant("finished_rule: {key: current_status, method: in,", "finished_rule: {method: in,"),
         ("finished_rule", 1),
         0,
-        "Field required",
+        "missing required key 'key'",
         id="condition-without-key",
     ),
 ]
@@ -304,8 +306,7 @@ def test_problem_path_names_the_field() -> None:
     assert problem.path == "actions.open-ticket.timeout"
     line, column = at(EXAMPLE, "timeout: 600")
     assert str(problem) == (
-        f"{line}:{column} (actions.open-ticket.timeout): "
-        "Input should be greater than or equal to 60"
+        f"{line}:{column} (actions.open-ticket.timeout): must be at least 60, got 30"
     )
 
 
@@ -315,11 +316,11 @@ def test_unknown_key_typo() -> None:
     assert set(problems) == {"actions.open-ticket.nodez", "actions.open-ticket.nodes"}
     extra = problems["actions.open-ticket.nodez"]
     assert (extra.line, extra.column) == at(text, "nodez:")
-    assert "Extra inputs are not permitted" in extra.message
+    assert extra.message == "unknown key 'nodez' — did you mean 'nodes'?"
     # The missing "nodes" is reported at the deepest node that exists: the action.
     missing = problems["actions.open-ticket.nodes"]
     assert (missing.line, missing.column) == at(text, "open-ticket:")
-    assert "Field required" in missing.message
+    assert missing.message == "missing required key 'nodes'"
 
 
 def test_unknown_top_level_key() -> None:
@@ -393,7 +394,7 @@ def test_several_errors_are_all_reported() -> None:
     assert found == {
         (*at(text, "timeout: 30"), "actions.open-ticket.timeout"),
         (*at(text, "method: within"), "actions.open-ticket.nodes.1.finished_rule.method"),
-        (*at(text, "match:"), "rules.0.match"),
+        (*at(text, "severity:"), "rules.0.match.severity"),
     }
 
 
@@ -401,25 +402,26 @@ def test_several_reference_errors_are_all_reported() -> None:
     text = variant("{action: open-ticket,", "{action: nope,", variant("method: GET}", SECRET_AUTH))
     text += "  - name: checkout-down\n"
     problems = problems_of(text)
+    # In the order of the file.
     assert [p.path for p in problems] == [
+        "actions.open-ticket.nodes.1.request.auth.secret",
         "rules.0.actions.0.action",
         "rules.1.name",
-        "actions.open-ticket.nodes.1.request.auth.secret",
     ]
     assert [(p.line, p.column) for p in problems] == [
-        at(text, "action: nope"),
+        at(text, "itsm-token"),
+        at(text, "nope"),
         at(text, "name: checkout-down", 2),
-        at(text, "secret: itsm-token"),
     ]
 
 
-@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n", "---\n"])
-def test_empty_file_is_an_empty_valid_policy(text: str) -> None:
-    policy = load_policy_text(text)
-    assert policy == Policy()
-    assert policy.actions == {}
-    assert policy.rules == []
-    assert policy.defaults.group_by == ["alertname"]
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n", "---\n", "{}\n"])
+def test_empty_file_is_an_error(text: str) -> None:
+    # An empty file is most likely the wrong file (or one truncated): it would start a
+    # server that does nothing.
+    problem = only_problem(text)
+    assert (problem.line, problem.column) == (1, 1)
+    assert problem.message == "the policy is empty: it needs at least the actions and rules it runs"
 
 
 @pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n"])
@@ -554,3 +556,171 @@ def test_unquoted_scalar_matcher_values_are_label_strings() -> None:
         variant("alertname: CheckoutDown,", "alertname: CheckoutDown, code: 500,")
     )
     assert policy.rules[0].match["code"] == "500"
+
+
+def _properties(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every property of every object in the schema, with a readable name."""
+    found = [(f"policy.{name}", spec) for name, spec in schema["properties"].items()]
+    for model, definition in schema.get("$defs", {}).items():
+        for name, spec in definition.get("properties", {}).items():
+            found.append((f"{model}.{name}", spec))
+    return found
+
+
+def test_every_schema_property_has_a_description() -> None:
+    # Editors show a property's description as help while a policy is written.
+    properties = _properties(json.loads(policy_json_schema()))
+    assert len(properties) > 50
+    missing = [name for name, spec in properties if not spec.get("description")]
+    assert missing == []
+
+
+# --- templates and expressions see only the names their context has ------------------------
+
+
+URL = '{url: "{{ settings.itsm_url }}/create_ticket/", method: POST}'
+
+
+def test_misspelt_name_in_a_template_is_an_error_at_the_value() -> None:
+    text = variant(URL, '{url: "{{ setings.itsm_url }}/create_ticket/", method: POST}')
+    problem = only_problem(text)
+    assert problem.path == "actions.open-ticket.nodes.0.request.url"
+    assert (problem.line, problem.column) == at(text, '"{{ setings')
+    assert problem.message == "unknown name 'setings' in template — did you mean 'settings'?"
+
+
+NAME_PROBLEMS = [
+    pytest.param(
+        '{title: "{{ alert.labels.alertname }} on {{ alert.labels.service }}"}',
+        '{title: "{{ execute_config.params.x }}"}',
+        '"{{ execute_config',
+        "unknown name 'execute_config' in template ('execute_config' is only available in nodes)",
+        id="template-detail-renders-before-any-node",
+    ),
+    pytest.param(
+        '"{{ settings.itsm_url }}/ticket/{{ sn }}"',
+        '"{{ secrets.itsm_token }}/ticket/{{ sn }}"',
+        '"{{ secrets',
+        "unknown name 'secrets' in template ('secrets' is only available in a request's url, "
+        "headers and inputs)",
+        id="no-secrets-in-outputs",
+    ),
+    pytest.param(
+        '"Ticket {{ sn }} created"',
+        '"Ticket {{ response.data.sn }} created"',
+        '"Ticket {{ response',
+        "unknown name 'response' in template ('response' is only available in outputs)",
+        id="no-response-in-log",
+    ),
+    pytest.param(
+        "value: pre_node_outputs.sn,",
+        "value: pre_node_output.sn,",
+        "pre_node_output.sn",
+        "unknown name 'pre_node_output' in expression — did you mean 'pre_node_outputs'?",
+        id="jmespath-input",
+    ),
+    pytest.param(
+        "{key: current_status, method: in,",
+        "{key: current_stauts, method: in,",
+        "current_stauts",
+        "'current_stauts' is not an output of this node — did you mean 'current_status'? "
+        "(the rule reads this node's outputs: approve_result, current_status)",
+        id="condition-reads-own-outputs",
+    ),
+    pytest.param(
+        '"Ticket {{ sn }} created"',
+        '"Ticket {{ nope }} created"',
+        '"Ticket {{ nope',
+        "unknown name 'nope' in template (available here: action, alert, approve_result, "
+        "current_status, execute_config, incident, outputs, pre_node_outputs, settings, sn, url)",
+        id="no-close-name-lists-what-is-there",
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "needle", "message"), NAME_PROBLEMS)
+def test_template_names_depend_on_the_place(old: str, new: str, needle: str, message: str) -> None:
+    text = variant(old, new)
+    problem = only_problem(text)
+    assert (problem.line, problem.column) == at(text, needle)
+    assert problem.message == message
+
+
+@pytest.mark.parametrize(
+    ("new", "needle", "message"),
+    [
+        (
+            '{url: "{{ settings.itsm_ulr }}/create_ticket/", method: POST}',
+            '"{{ settings.itsm_ulr',
+            "settings.itsm_ulr in template: 'itsm_ulr' is not declared under settings — did "
+            "you mean 'itsm_url'?",
+        ),
+        (
+            '{url: "{{ settings.itsm_url }}/x", headers: {X-Key: "{{ secrets[\'token\'] }}"}}',
+            '"{{ secrets[',
+            "secrets.token in template: 'token' is not declared under secrets",
+        ),
+    ],
+)
+def test_keys_of_settings_and_secrets_must_be_declared(new: str, needle: str, message: str) -> None:
+    # Both are known from the file itself: a misspelt key would render as "".
+    text = variant(URL, new)
+    problem = only_problem(text)
+    assert (problem.line, problem.column) == at(text, needle)
+    assert problem.message == message
+
+
+def test_names_a_template_may_use() -> None:
+    # Earlier outputs by name, the response in outputs, Jinja's own globals and variables.
+    text = variant(
+        '"Ticket {{ sn }} created"',
+        '"{% set n = sn %}{% for i in range(2) %}{{ n }}{{ loop.index }}{% endfor %}'
+        '{{ current_status }}"',
+        variant('value: "{{ settings.itsm_url }}', 'value: "{{ response.data.sn }}'),
+    )
+    load_policy_text(text)
+
+
+# --- plain words, all at once --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("timeout: 600", "timeout: abc", "expected a whole number, got 'abc'"),
+        ("schedule_timedelta: 2", "schedule_timedelta: soon", "expected a number, got 'soon'"),
+        ("need_schedule: true", "need_schedule: maybe", "expected true or false, got 'maybe'"),
+        (
+            "method: GET}",
+            "method: FETCH}",
+            "expected 'GET', 'POST', 'PUT', 'PATCH' or 'DELETE', got 'FETCH'",
+        ),
+        (
+            "group_by: [alertname, service]",
+            "group_by: alertname",
+            "expected a list, got 'alertname'",
+        ),
+    ],
+)
+def test_field_errors_in_plain_words(old: str, new: str, message: str) -> None:
+    assert only_problem(variant(old, new)).message == message
+
+
+def test_unknown_key_without_a_close_name_lists_the_known_ones() -> None:
+    problem = only_problem(variant("    skip_delay: 0\n", "    colour: red\n"))
+    assert problem.message == (
+        "unknown key 'colour' (known keys: name, match, group_by, skip_delay, actions, continue)"
+    )
+
+
+def test_reference_errors_come_with_field_errors() -> None:
+    text = variant(
+        "{action: open-ticket,", "{action: nope,", variant("timeout: 600", "timeout: 30")
+    )
+    text = variant('"{{ settings.itsm_url }}/get', '"{{ setings.itsm_url }}/get', text)
+    problems = problems_of(text)
+    assert [p.path for p in problems] == [
+        "actions.open-ticket.timeout",
+        "actions.open-ticket.nodes.1.request.url",
+        "rules.0.actions.0.action",
+    ]

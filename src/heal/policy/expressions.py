@@ -15,7 +15,7 @@ from typing import Any
 
 import jmespath
 import jmespath.exceptions
-from jinja2 import ChainableUndefined, TemplateError
+from jinja2 import ChainableUndefined, TemplateError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -74,6 +74,97 @@ def check_template(source: str) -> None:
 
 def check_expression(source: str) -> None:
     _expression(source)
+
+
+def template_names(source: str) -> frozenset[str]:
+    """The top-level names a template reads from its context (not its own ``set``/``for``
+    variables, not Jinja's globals such as ``range``). Raises ``ExpressionError``."""
+    return frozenset(meta.find_undeclared_variables(_parse(source)) - set(_ENV.globals))
+
+
+def template_lookups(source: str) -> frozenset[tuple[str, str]]:
+    """``(name, key)`` for every ``name.key`` or ``name["key"]`` a template reads, with
+    ``name`` taken from its context. Raises ``ExpressionError``."""
+    ast = _parse(source)
+    context = meta.find_undeclared_variables(ast)
+    lookups: set[tuple[str, str]] = set()
+    for attribute in ast.find_all(nodes.Getattr):
+        if isinstance(attribute.node, nodes.Name) and attribute.node.name in context:
+            lookups.add((attribute.node.name, attribute.attr))
+    for item in ast.find_all(nodes.Getitem):
+        if (
+            isinstance(item.node, nodes.Name)
+            and item.node.name in context
+            and isinstance(item.arg, nodes.Const)
+            and isinstance(item.arg.value, str)
+        ):
+            lookups.add((item.node.name, item.arg.value))
+    return frozenset(lookups)
+
+
+def _parse(source: str) -> nodes.Template:
+    try:
+        return _ENV.parse(source)
+    except TemplateError as exc:
+        raise ExpressionError(f"template {source!r}: {exc}") from exc
+
+
+# Node types whose later children are evaluated against the result of the first one
+# (``a.b``, ``a[0]``, ``a[*].b``, ``a | b``), not against the data the expression is given.
+_CHAINED = frozenset(
+    {
+        "subexpression",
+        "index_expression",
+        "projection",
+        "filter_projection",
+        "value_projection",
+        "pipe",
+    }
+)
+
+
+def expression_names(source: str) -> frozenset[str]:
+    """The top-level fields a JMESPath expression reads from the data it is given.
+    Raises ``ExpressionError``."""
+    names: set[str] = set()
+
+    def visit(node: dict[str, Any]) -> None:
+        kind = node.get("type")
+        children = node.get("children", [])
+        if kind == "field":
+            names.add(str(node["value"]))
+        elif kind in _CHAINED:
+            visit(children[0])
+        elif kind != "expref":  # &expr is evaluated against each element later
+            for child in children:
+                visit(child)
+
+    visit(_expression(source).parsed)
+    return frozenset(names)
+
+
+def expression_lookups(source: str) -> frozenset[tuple[str, str]]:
+    """``(name, key)`` for every ``name.key`` a JMESPath expression reads from its data.
+    Raises ``ExpressionError``."""
+    lookups: set[tuple[str, str]] = set()
+
+    def visit(node: dict[str, Any]) -> None:
+        kind = node.get("type")
+        children = node.get("children", [])
+        if kind == "subexpression" and children[0].get("type") == "field":
+            key = children[1]
+            if key.get("type") in _CHAINED and key.get("children"):
+                key = key["children"][0]
+            if key.get("type") == "field":
+                lookups.add((str(children[0]["value"]), str(key["value"])))
+        if kind in _CHAINED:
+            visit(children[0])
+        elif kind != "expref":
+            for child in children:
+                visit(child)
+
+    visit(_expression(source).parsed)
+    return frozenset(lookups)
 
 
 def render(source: str, context: Mapping[str, Any]) -> str:

@@ -11,7 +11,9 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
+from heal.policy.messages import plain_message
 from heal.policy.models import Policy
+from heal.policy.references import reference_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +45,18 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def _position(root: Any, loc: tuple[Any, ...]) -> tuple[int, int]:
-    """The line/column (1-based) of the deepest node of ``loc`` that exists in the file."""
+def _position(root: Any, loc: tuple[Any, ...], *, at_value: bool = False) -> tuple[int, int]:
+    """The line/column (1-based) of the deepest node of ``loc`` that exists in the file:
+    of its key, or with ``at_value`` of the value itself when the whole ``loc`` exists."""
     line, column = 0, 0
     node = root
-    for part in loc:
+    for index, part in enumerate(loc):
         lc = getattr(node, "lc", None)
+        last = index == len(loc) - 1
         try:
             if isinstance(node, dict) and part in node:
                 if lc is not None:
-                    line, column = lc.key(part)
+                    line, column = lc.value(part) if last and at_value else lc.key(part)
                 node = node[part]
             elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
                 if lc is not None:
@@ -69,7 +73,32 @@ def _readable(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+_EMPTY = "the policy is empty: it needs at least the actions and rules it runs"
+
+
 def load_policy_text(text: str, source: str = "<policy>") -> Policy:
+    root = _parse(text, source)
+    data = _plain(root)
+    problems = [
+        PolicyProblem(*_position(root, f.loc, at_value=f.at_value), _readable(f.loc), f.message)
+        for f in reference_errors(data)
+    ]
+    policy = None
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+            line, column = _position(root, loc)
+            problems.append(PolicyProblem(line, column, _readable(loc), plain_message(error, loc)))
+    if problems or policy is None:
+        # In the order of the file, as an editor would list them.
+        problems.sort(key=lambda p: (p.line, p.column))
+        raise PolicyError(source, problems)
+    return policy
+
+
+def _parse(text: str, source: str) -> Any:
     yaml = YAML(typ="rt")
     try:
         root = yaml.load(text)
@@ -77,30 +106,11 @@ def load_policy_text(text: str, source: str = "<policy>") -> Policy:
         mark = exc.problem_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise PolicyError(source, [PolicyProblem(line, column, "", str(exc.problem))]) from exc
-    if root is None:
-        root = {}
+    if root is None or root == {}:
+        raise PolicyError(source, [PolicyProblem(1, 1, "", _EMPTY)])
     if not isinstance(root, dict):
         raise PolicyError(source, [PolicyProblem(1, 1, "", "a policy is a mapping at the top")])
-    try:
-        policy = Policy.model_validate(_plain(root))
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
-            line, column = _position(root, loc)
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(PolicyProblem(line, column, _readable(loc), message))
-        raise PolicyError(source, problems) from None
-    references = policy.reference_errors()
-    if references:
-        raise PolicyError(
-            source,
-            [
-                PolicyProblem(*_position(root, loc), _readable(loc), message)
-                for loc, message in references
-            ],
-        )
-    return policy
+    return root
 
 
 def load_policy(path: str | Path) -> Policy:

@@ -6,7 +6,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from heal.domain.actions import Signal
 from heal.domain.approvals import TimeWindow
@@ -16,9 +16,31 @@ from heal.policy.expressions import ValueFormat, check_expression, check_templat
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
+def _template_compiles(source: str) -> str:
+    check_template(source)
+    return source
+
+
+def _matcher_parses(spec: str) -> str:
+    LabelMatcher.parse("", spec)
+    return spec
+
+
+def _window_parses(window: str) -> str:
+    TimeWindow.parse(window)
+    return window
+
+
+# Checked one by one, so that a problem is reported at its own key or item.
+Template = Annotated[str, AfterValidator(_template_compiles)]
+MatcherSpec = Annotated[str, AfterValidator(_matcher_parses)]
+WindowSpec = Annotated[str, AfterValidator(_window_parses)]
+
+
 class _Strict(BaseModel):
     # Unknown keys are errors: a typo in a policy must not silently do nothing.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Attribute docstrings are the JSON Schema's descriptions: editors show them as help.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ConditionMethod(StrEnum):
@@ -33,8 +55,12 @@ class Condition(_Strict):
     """``finished_rule`` / ``success_rule``: ``key`` is JMESPath over the node's outputs."""
 
     key: str
+    """JMESPath over this node's outputs (by their keys), e.g. current_status."""
     method: ConditionMethod
+    """How the value at key is compared: equal, not equal, in, not in (value is a list), exists
+    (present and not null)."""
     value: Any = None
+    """What the value at key is compared with (a list for in / not in; unused for exists)."""
 
     @field_validator("key")
     @classmethod
@@ -55,9 +81,15 @@ class ValueMapping(_Strict):
     """One input or output: ``key`` gets ``value`` evaluated as ``format``."""
 
     key: str
+    """The name this value gets: a request body/query field (inputs) or an output name later
+    nodes and templates can use."""
     value: Any
+    """The expression, template or literal to evaluate, as format says."""
     format: ValueFormat = ValueFormat.JMESPATH
+    """jmespath (default): a JMESPath expression over the context; jinja2: a template (strings
+    inside lists and dicts too); raw: the value as written."""
     type: Literal["int", "float", "string", "bool", "list", "dict"] | None = None
+    """Convert the result to this type; a value that cannot be converted fails the node."""
 
     @model_validator(mode="after")
     def _compiles(self) -> ValueMapping:
@@ -85,8 +117,11 @@ class Auth(_Strict):
     """A reference to a secret; the secret's value never appears in the policy."""
 
     type: Literal["bearer", "basic"]
+    """bearer: an Authorization: Bearer header; basic: HTTP basic auth with username."""
     secret: str
+    """The name of a secret declared under the policy's secrets (never the secret itself)."""
     username: str | None = None
+    """The user name for basic auth (required for type basic)."""
 
     @model_validator(mode="after")
     def _basic_needs_user(self) -> Auth:
@@ -97,10 +132,16 @@ class Auth(_Strict):
 
 class Request(_Strict):
     url: str
+    """The URL to call, a template (e.g. "{{ settings.itsm_url }}/create_ticket/")."""
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    headers: dict[str, str] = Field(default_factory=dict)
+    """The HTTP method; GET and DELETE send the inputs as the query string, the others as a
+    JSON body."""
+    headers: dict[str, Template] = Field(default_factory=dict)
+    """Extra request headers; values are templates."""
     auth: Auth | None = None
+    """Credentials for the request, from a declared secret."""
     timeout: Annotated[float, Field(gt=0, le=300)] = 30.0
+    """Seconds to wait for this request's answer (0-300)."""
 
     @field_validator("url")
     @classmethod
@@ -108,27 +149,35 @@ class Request(_Strict):
         check_template(url)
         return url
 
-    @field_validator("headers")
-    @classmethod
-    def _headers_compile(cls, headers: dict[str, str]) -> dict[str, str]:
-        for value in headers.values():
-            check_template(value)
-        return headers
-
 
 class Node(_Strict):
     function: str
+    """The node's name, used by next_function and in logs: letters, digits, '_' or '-', unique
+    within the action."""
     name: str
+    """What the timeline shows for this node."""
     request: Request
+    """The HTTP request this node makes."""
     inputs: list[ValueMapping] = Field(default_factory=list)
+    """Values sent with the request, evaluated in order; each sees the ones before it."""
     outputs: list[ValueMapping] = Field(default_factory=list)
+    """Values read from the response (as response), evaluated in order; later nodes see them by
+    name."""
     finished_rule: Condition | None = None
+    """When this holds the node is finished; otherwise it polls (need_schedule) or runs
+    next_function. None: finished after one pass."""
     success_rule: Condition | None = None
+    """Checked once finished; if it does not hold the node fails. None: success."""
     need_schedule: bool = False
+    """Poll: run the node again every schedule_timedelta seconds until finished_rule holds."""
     schedule_timedelta: Annotated[float, Field(gt=0, le=86400)] = 5.0
+    """Seconds between polls (0-86400)."""
     next_function: str | None = None
+    """The function of the node to run next, in the same list; none: the action ends here."""
     need_insert_log: bool = False
+    """Write log_template to the timeline when the node succeeds."""
     log_template: str | None = None
+    """A template for the timeline line written when need_insert_log is true."""
 
     @field_validator("function")
     @classmethod
@@ -160,8 +209,11 @@ class Node(_Strict):
 
 class FailedRetry(_Strict):
     is_enabled: bool = False
+    """Retry a failed node at all."""
     max_retry_times: Annotated[int, Field(ge=0, le=20)] = 0
+    """How many times a failed node is run again (0-20)."""
     retry_interval: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    """Seconds between retries (0-3600)."""
 
     @property
     def budget(self) -> int:
@@ -175,8 +227,11 @@ class ApprovalRequirement(_Strict):
     """What a human approval takes: how many signatures, from whom, for how long."""
 
     required_signatures: Annotated[int, Field(ge=1, le=10)] = 1
+    """How many different people must approve (1-10)."""
     approver_groups: list[str] = Field(default_factory=list)
+    """Signers must be in one of these groups; empty: any approver."""
     expires_in: Annotated[int, Field(ge=60, le=7 * 86400)] = 1800
+    """Seconds until an unanswered approval expires and the action is skipped (60 s to 7 days)."""
 
 
 class AutoApprove(_Strict):
@@ -184,34 +239,30 @@ class AutoApprove(_Strict):
     hold; the first condition that holds approves."""
 
     name: str
+    """The condition's name, shown on the timeline when it approves."""
     max_risk: Risk | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    windows: list[str] = Field(default_factory=list)
+    """The action's risk is at most this."""
+    labels: dict[str, MatcherSpec] = Field(default_factory=dict)
+    """Label matchers the alert must match (as in a rule's match)."""
+    windows: list[WindowSpec] = Field(default_factory=list)
+    """Times of the week (UTC) the action may start, e.g. "Mon-Fri 09:00-18:00"."""
     min_success_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+    """The rule's action succeeded at least this share (0-1) of its finished runs."""
     min_runs: Annotated[int, Field(ge=0)] = 0
-
-    @field_validator("labels")
-    @classmethod
-    def _matchers_parse(cls, labels: dict[str, str]) -> dict[str, str]:
-        for name, spec in labels.items():
-            LabelMatcher.parse(name, str(spec))
-        return labels
-
-    @field_validator("windows")
-    @classmethod
-    def _windows_parse(cls, windows: list[str]) -> list[str]:
-        for window in windows:
-            TimeWindow.parse(window)
-        return windows
+    """The rule's action finished at least this many runs (for min_success_rate)."""
 
 
 class ApprovalPolicy(_Strict):
     """``approval:`` at the top of the policy. Off unless ``enabled``."""
 
     enabled: bool = False
+    """Actions ask for approval unless they say needs_approval: false."""
     require: ApprovalRequirement = Field(default_factory=ApprovalRequirement)
+    """What an approval takes, unless an action says otherwise."""
     auto_approve: list[AutoApprove] = Field(default_factory=list)
+    """Conditions under which an action runs without asking; the first that holds approves."""
     sweep_batch: Annotated[int, Field(ge=1, le=10_000)] = 200
+    """The expiry sweeper works in batches of this many approvals."""
 
 
 class ApprovalTicket(_Strict):
@@ -224,29 +275,38 @@ class ApprovalTicket(_Strict):
     """
 
     nodes: Annotated[list[Node], Field(min_length=1)]
+    """Nodes that ask through an ITSM ticket; the last one's success_rule decides approved or
+    rejected."""
     on_expire: Node | None = None
+    """A node run once if the approval expires first (e.g. to revoke the ticket)."""
 
 
 class ActionConfig(_Strict):
     type: Literal["http"]
+    """The plugin that runs the nodes: http (one node is one HTTP request)."""
     description: str = ""
+    """Free text about the action, shown to people asked to approve it."""
     risk: Risk = "medium"
+    """How risky the action is: low, medium, high or critical (auto_approve's max_risk compares
+    it)."""
     # None: as the policy's approval.enabled says; true/false: always/never ask.
     needs_approval: bool | None = None
+    """true/false: always/never ask for approval; unset: as approval.enabled says."""
     approval: ApprovalRequirement | None = None
+    """What an approval of this action takes, instead of approval.require."""
     approval_ticket: ApprovalTicket | None = None
+    """Ask for approval through an ITSM ticket instead of (or besides) people in heal."""
     timeout: Annotated[int, Field(ge=60, le=7200)] = 600
+    """Seconds from the first node's start until the action fails with timeout (60-7200)."""
     failed_retry: FailedRetry = Field(default_factory=FailedRetry)
-    template_detail: dict[str, str] = Field(default_factory=dict)
+    """Whether and how often a failed node is retried."""
+    template_detail: dict[str, Template] = Field(default_factory=dict)
+    """Templates rendered once when the action is created (alert, incident, settings); nodes
+    read them as execute_config.template_detail."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """Free-form values for the nodes: execute_config.params."""
     nodes: Annotated[list[Node], Field(min_length=1)]
-
-    @field_validator("template_detail")
-    @classmethod
-    def _detail_compiles(cls, detail: dict[str, str]) -> dict[str, str]:
-        for value in detail.values():
-            check_template(value)
-        return detail
+    """The nodes of the action; the first one runs first."""
 
     @property
     def all_nodes(self) -> list[Node]:
@@ -259,28 +319,6 @@ class ActionConfig(_Strict):
             node.function == function for node in self.approval_ticket.nodes
         )
 
-    @model_validator(mode="after")
-    def _graph_is_closed(self) -> ActionConfig:
-        functions = [node.function for node in self.all_nodes]
-        duplicates = {f for f in functions if functions.count(f) > 1}
-        if duplicates:
-            raise ValueError(f"node functions must be unique, repeated: {sorted(duplicates)}")
-        phases = [[n.function for n in self.nodes]]
-        if self.approval_ticket:
-            phases.append([n.function for n in self.approval_ticket.nodes])
-        for phase in phases:
-            for node in self.all_nodes:
-                if (
-                    node.function in phase
-                    and node.next_function is not None
-                    and node.next_function not in phase
-                ):
-                    raise ValueError(
-                        f"node {node.function!r}: next_function {node.next_function!r} names "
-                        f"no node of the same list (known: {phase})"
-                    )
-        return self
-
     def node(self, function: str) -> Node:
         for node in self.all_nodes:
             if node.function == function:
@@ -290,18 +328,28 @@ class ActionConfig(_Strict):
 
 class ActionRef(_Strict):
     action: str
+    """The name of an action defined under actions."""
     signal: list[Signal] = Field(default_factory=lambda: [Signal.FIRING], min_length=1)
+    """On which signal the action starts: firing (a new alert occurrence) and/or resolved."""
 
 
 class Rule(_Strict):
     name: str
-    match: dict[str, str] = Field(default_factory=dict)
+    """The rule's name, unique in the policy."""
+    match: dict[str, MatcherSpec] = Field(default_factory=dict)
+    """Label matchers, Prometheus style: value or =value, !=, =~regex, !~regex (anchored)."""
     group_by: list[str] = Field(default_factory=lambda: ["alertname"])
+    """Alerts with the same values of these labels share one open incident."""
     skip_delay: Annotated[int, Field(ge=0)] = 0
+    """Seconds: a firing alert that began longer ago does not start the rule's actions (0: off)."""
     actions: list[ActionRef] = Field(default_factory=list)
+    """The actions to start, and on which signal."""
     continue_matching: bool = Field(default=False, alias="continue")
+    """Let the next matching rule act on the alert too (as in Alertmanager)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
 
     @field_validator("match", mode="before")
     @classmethod
@@ -316,13 +364,6 @@ class Rule(_Strict):
             }
         return match
 
-    @field_validator("match")
-    @classmethod
-    def _matchers_parse(cls, match: dict[str, str]) -> dict[str, str]:
-        for name, spec in match.items():
-            LabelMatcher.parse(name, str(spec))
-        return match
-
     def matchers(self) -> list[LabelMatcher]:
         return [LabelMatcher.parse(name, str(spec)) for name, spec in self.match.items()]
 
@@ -331,45 +372,24 @@ class SecretRef(_Strict):
     """A secret's value comes from the environment, never from the policy file."""
 
     env: str
+    """The environment variable that holds the secret's value."""
 
 
 class Defaults(_Strict):
     group_by: list[str] = Field(default_factory=lambda: ["alertname"])
+    """Labels grouping the alerts that no rule matches into incidents."""
 
 
 class Policy(_Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
+    """Plain values, visible to templates and expressions as settings.*."""
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    """Human approval of actions; off unless enabled."""
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
+    """Named secrets, read from the environment (never written here)."""
     defaults: Defaults = Field(default_factory=Defaults)
+    """Defaults for alerts no rule matches."""
     actions: dict[str, ActionConfig] = Field(default_factory=dict)
+    """What can be done, by name."""
     rules: list[Rule] = Field(default_factory=list)
-
-    def reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """Cross-references pydantic cannot see, each with the location it concerns."""
-        errors: list[tuple[tuple[str | int, ...], str]] = []
-        seen: set[str] = set()
-        for index, rule in enumerate(self.rules):
-            if rule.name in seen:
-                errors.append((("rules", index, "name"), f"rule name {rule.name!r} is repeated"))
-            seen.add(rule.name)
-            for ref_index, ref in enumerate(rule.actions):
-                if ref.action not in self.actions:
-                    errors.append(
-                        (
-                            ("rules", index, "actions", ref_index, "action"),
-                            f"action {ref.action!r} is not defined "
-                            f"(defined: {sorted(self.actions)})",
-                        )
-                    )
-        for name, action in self.actions.items():
-            for node_index, node in enumerate(action.nodes):
-                auth = node.request.auth
-                if auth and auth.secret not in self.secrets:
-                    errors.append(
-                        (
-                            ("actions", name, "nodes", node_index, "request", "auth", "secret"),
-                            f"secret {auth.secret!r} is not declared under secrets",
-                        )
-                    )
-        return errors
+    """When to do it: tried in order, the first that matches owns the alert."""

@@ -1,0 +1,292 @@
+"""Checks that span the policy: names that must refer to something defined elsewhere.
+
+They run on the file's plain data, not on the validated model, so that they are reported
+together with the field errors of the same file, and each at the line of the value that
+is wrong. Every template and JMESPath expression is checked against the names its
+context really has at run time (see ``Engine._context``, ``HttpPlugin.run_node`` and
+``create.new_action_row``): a typo such as ``setings.itsm_url`` would otherwise render
+as an empty string, silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from heal.policy.expressions import (
+    ExpressionError,
+    expression_lookups,
+    expression_names,
+    template_lookups,
+    template_names,
+)
+
+Loc = tuple[str | int, ...]
+# The top-level names a place has, each with the keys it is known to have (None: any).
+Scope = Mapping[str, frozenset[str] | None]
+T = TypeVar("T")
+
+# What Engine._context gives every node's templates and expressions, besides the outputs
+# of the action's nodes by name.
+_NODE_NAMES = frozenset(
+    {"alert", "incident", "execute_config", "settings", "action", "outputs", "pre_node_outputs"}
+)
+# template_detail renders when the action is created, before any node ran.
+_DETAIL_NAMES = frozenset({"alert", "incident", "settings"})
+_ONLY_IN = {
+    "secrets": "'secrets' is only available in a request's url, headers and inputs",
+    "response": "'response' is only available in outputs",
+    "execute_config": "'execute_config' is only available in nodes",
+    "action": "'action' is only available in nodes",
+    "outputs": "'outputs' is only available in nodes",
+    "pre_node_outputs": "'pre_node_outputs' is only available in nodes",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    loc: Loc
+    message: str
+    # The problem is the value itself (a template), not the key it sits under.
+    at_value: bool = False
+
+
+def reference_errors(data: Any) -> list[Finding]:
+    if not isinstance(data, dict):
+        return []
+    actions = _mapping(data.get("actions"))
+    declared: Scope = {
+        "secrets": frozenset(map(str, _mapping(data.get("secrets")))),
+        # settings of the wrong type are a field error; their keys are then unknown.
+        "settings": frozenset(map(str, data.get("settings") or {}))
+        if isinstance(data.get("settings") or {}, dict)
+        else None,
+    }
+    findings = list(_rule_findings(_sequence(data.get("rules")), actions))
+    for name, action in actions.items():
+        if isinstance(action, dict):
+            findings.extend(_action_findings(("actions", name), action, declared))
+    return findings
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _sequence(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _suggestion(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" — did you mean {close[0]!r}?" if close else ""
+
+
+def _rule_findings(rules: list[Any], actions: dict[Any, Any]) -> Iterator[Finding]:
+    seen: set[str] = set()
+    for index, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            continue
+        name = rule.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                yield Finding(("rules", index, "name"), f"rule name {name!r} is repeated")
+            seen.add(name)
+        for ref_index, ref in enumerate(_sequence(rule.get("actions"))):
+            action = ref.get("action") if isinstance(ref, dict) else None
+            if isinstance(action, str) and action not in actions:
+                yield Finding(
+                    ("rules", index, "actions", ref_index, "action"),
+                    f"action {action!r} is not defined{_suggestion(action, map(str, actions))} "
+                    f"(defined: {', '.join(map(str, actions)) or 'none'})",
+                    at_value=True,
+                )
+
+
+def _nodes(action: dict[str, Any]) -> list[tuple[Loc, dict[str, Any], str]]:
+    """Every node of the action with its location and the list (phase) it belongs to."""
+    found: list[tuple[Loc, dict[str, Any], str]] = []
+    for index, node in enumerate(_sequence(action.get("nodes"))):
+        if isinstance(node, dict):
+            found.append((("nodes", index), node, "nodes"))
+    ticket = _mapping(action.get("approval_ticket"))
+    for index, node in enumerate(_sequence(ticket.get("nodes"))):
+        if isinstance(node, dict):
+            found.append((("approval_ticket", "nodes", index), node, "approval_ticket.nodes"))
+    on_expire = ticket.get("on_expire")
+    if isinstance(on_expire, dict):
+        found.append((("approval_ticket", "on_expire"), on_expire, "on_expire"))
+    return found
+
+
+def _keys(mappings: Any) -> list[str]:
+    return [
+        m["key"]
+        for m in _sequence(mappings)
+        if isinstance(m, dict) and isinstance(m.get("key"), str)
+    ]
+
+
+def _action_findings(where: Loc, action: dict[str, Any], declared: Scope) -> list[Finding]:
+    nodes = _nodes(action)
+    findings = _graph_findings(where, nodes)
+    outputs = {key: None for _, node, _ in nodes for key in _keys(node.get("outputs"))}
+    detail_scope = {name: declared.get(name) for name in _DETAIL_NAMES}
+    for key, value in _mapping(action.get("template_detail")).items():
+        findings += _template_findings((*where, "template_detail", key), value, detail_scope)
+    # Engine._context puts the fixed names over the outputs: an output named "alert" is
+    # hidden.
+    everywhere: Scope = {**outputs, **{name: declared.get(name) for name in _NODE_NAMES}}
+    for loc, node, _ in nodes:
+        findings += _node_findings((*where, *loc), node, everywhere, declared)
+    return findings
+
+
+def _graph_findings(where: Loc, nodes: list[tuple[Loc, dict[str, Any], str]]) -> list[Finding]:
+    findings: list[Finding] = []
+    seen: set[str] = set()
+    phases: dict[str, list[str]] = {}
+    for loc, node, phase in nodes:
+        function = node.get("function")
+        if not isinstance(function, str):
+            continue
+        if function in seen:
+            findings.append(
+                Finding(
+                    (*where, *loc, "function"),
+                    f"node function {function!r} is used twice: functions must be unique "
+                    "within an action",
+                )
+            )
+        seen.add(function)
+        phases.setdefault(phase, []).append(function)
+    for loc, node, phase in nodes:
+        target = node.get("next_function")
+        known = phases.get(phase, [])
+        if phase != "on_expire" and isinstance(target, str) and target not in known:
+            findings.append(
+                Finding(
+                    (*where, *loc, "next_function"),
+                    f"next_function {target!r} names no node in {phase}"
+                    f"{_suggestion(target, known)} (known: {', '.join(known)})",
+                    at_value=True,
+                )
+            )
+    return findings
+
+
+def _node_findings(
+    where: Loc, node: dict[str, Any], everywhere: Scope, declared: Scope
+) -> list[Finding]:
+    findings: list[Finding] = []
+    requesting: Scope = {**everywhere, "secrets": declared.get("secrets")}
+    request = _mapping(node.get("request"))
+    findings += _template_findings((*where, "request", "url"), request.get("url"), requesting)
+    for name, value in _mapping(request.get("headers")).items():
+        findings += _template_findings((*where, "request", "headers", name), value, requesting)
+    secrets = declared.get("secrets") or frozenset()
+    secret = _mapping(request.get("auth")).get("secret")
+    if isinstance(secret, str) and secret not in secrets:
+        findings.append(
+            Finding(
+                (*where, "request", "auth", "secret"),
+                f"secret {secret!r} is not declared under secrets{_suggestion(secret, secrets)}",
+                at_value=True,
+            )
+        )
+    findings += _mapping_findings((*where, "inputs"), node.get("inputs"), requesting)
+    answered: Scope = {**everywhere, "response": None}
+    findings += _mapping_findings((*where, "outputs"), node.get("outputs"), answered)
+    findings += _template_findings((*where, "log_template"), node.get("log_template"), everywhere)
+    own_outputs = frozenset(_keys(node.get("outputs")))
+    for rule in ("finished_rule", "success_rule"):
+        key = _mapping(node.get(rule)).get("key")
+        findings += _condition_findings((*where, rule, "key"), key, own_outputs)
+    return findings
+
+
+def _mapping_findings(where: Loc, mappings: Any, scope: Scope) -> list[Finding]:
+    """Inputs or outputs: evaluated in order, each sees the keys of the ones before it."""
+    findings: list[Finding] = []
+    seen = dict(scope)
+    for index, mapping in enumerate(_sequence(mappings)):
+        if not isinstance(mapping, dict):
+            continue
+        loc = (*where, index, "value")
+        value, fmt = mapping.get("value"), mapping.get("format", "jmespath")
+        if fmt == "jinja2":
+            findings += _template_findings(loc, value, seen)
+        elif fmt == "jmespath" and isinstance(value, str):
+            findings += _source_findings(loc, value, seen, "expression")
+        if isinstance(mapping.get("key"), str):
+            seen[mapping["key"]] = None
+    return findings
+
+
+def _condition_findings(loc: Loc, key: Any, outputs: frozenset[str]) -> list[Finding]:
+    if not isinstance(key, str):
+        return []
+    findings = []
+    for name in sorted(_parsed(expression_names, key) - outputs):
+        known = ", ".join(sorted(outputs)) or "none"
+        findings.append(
+            Finding(
+                loc,
+                f"{name!r} is not an output of this node{_suggestion(name, outputs)} "
+                f"(the rule reads this node's outputs: {known})",
+                at_value=True,
+            )
+        )
+    return findings
+
+
+def _template_findings(loc: Loc, value: Any, scope: Scope) -> list[Finding]:
+    """Every string inside ``value`` (jinja2 values may be lists and dicts of templates)."""
+    if isinstance(value, str):
+        return _source_findings(loc, value, scope, "template")
+    findings: list[Finding] = []
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            findings += _template_findings((*loc, index), item, scope)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            findings += _template_findings((*loc, key), item, scope)
+    return findings
+
+
+def _parsed(parse: Callable[[str], frozenset[T]], source: str) -> frozenset[T]:
+    try:
+        return parse(source)
+    except ExpressionError:
+        return frozenset()  # a syntax error: reported by the field's own validation
+
+
+def _source_findings(loc: Loc, source: str, scope: Scope, kind: str) -> list[Finding]:
+    """Unknown top-level names, and keys of settings or secrets that are not declared."""
+    template = kind == "template"
+    names = _parsed(template_names if template else expression_names, source)
+    lookups = _parsed(template_lookups if template else expression_lookups, source)
+    findings = []
+    for name in sorted(names - set(scope)):
+        hint = _suggestion(name, scope)
+        if not hint:
+            hint = (
+                f" ({_ONLY_IN[name]})"
+                if name in _ONLY_IN
+                else f" (available here: {', '.join(sorted(scope))})"
+            )
+        findings.append(Finding(loc, f"unknown name {name!r} in {kind}{hint}", at_value=True))
+    for name, key in sorted(lookups):
+        keys = scope.get(name)
+        if keys is not None and key not in keys:
+            findings.append(
+                Finding(
+                    loc,
+                    f"{name}.{key} in {kind}: {key!r} is not declared under {name}"
+                    f"{_suggestion(key, keys)}",
+                    at_value=True,
+                )
+            )
+    return findings
