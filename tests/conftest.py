@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import psycopg
 import pytest
 from helpers import AUTH, TOKEN, Clock, policy_text
@@ -20,6 +21,15 @@ from heal.demo.itsm import FakeITSM, serve_in_background, stop
 from heal.policy import load_policy_text
 from heal.settings import Settings
 from heal.store import migrate, tables
+
+# Tests never assert wall-clock time: Hypothesis's deadline and "too slow" health check
+# would, and they fail on a loaded two-core machine for no fault of the code.
+hypothesis.settings.register_profile(
+    "heal",
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
+)
+hypothesis.settings.load_profile("heal")
 
 ADMIN_URL = os.environ.get(
     "HEAL_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
