@@ -30,11 +30,15 @@ DatabaseUrl = Annotated[
     str | None,
     typer.Option(
         "--database-url",
+        metavar="URL",
         envvar="HEAL_DATABASE_URL",
         show_envvar=True,
         help="SQLAlchemy URL of heal's database [default: sqlite+aiosqlite:///./heal.db]",
         show_default=False,
     ),
+]
+JsonOutput = Annotated[
+    bool, typer.Option("--json", help="print JSON for scripts instead of tables")
 ]
 UPGRADE_HINT = "Create it with `heal db upgrade` (heal serve and heal demo also do it at start)."
 

@@ -10,12 +10,15 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from heal.cli.common import DatabaseUrl, make_settings, run, safe_url
-from heal.cli.console import fail, out
+from heal.cli.console import examples, fail, out
 
 if TYPE_CHECKING:
     from heal.demo.runner import DemoInfo
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+DEMO_EXAMPLES = examples(
+    "heal demo", "heal demo --port 9080 --itsm-port 9081 --database-url sqlite+aiosqlite:///demo.db"
+)
 
 
 def demo(
