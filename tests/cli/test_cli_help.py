@@ -149,6 +149,11 @@ def test_list_and_show_commands_print_json(tmp_path: Path, monkeypatch: pytest.M
     assert shown[("approvals", "show")]["signatures"] == []
     assert shown[("users", "list")][0]["name"] == "alice"
     assert shown[("silences", "list")][0]["matchers"] == {"alertname": "=~Disk.*"}
+    # The columns the README's tour (step 6) walks through, in this order.
+    header = heal_cli("approvals", "list", "--database-url", url).output.splitlines()[1]
+    assert [cell.strip() for cell in header.strip("┃ ").split("┃")] == [
+        "id", "status", "action", "incident", "risk", "quorum", "expires (UTC)",
+    ]  # fmt: skip
     # and the table shows the matcher as typed
     table = heal_cli("silences", "list", "--database-url", url).output
     assert "alertname=~Disk.*" in table
