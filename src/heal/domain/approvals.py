@@ -38,7 +38,7 @@ class Role(IntEnum):
 
     @property
     def a_label(self) -> str:
-        """"a viewer", "an operator": for messages."""
+        """The label with its article (a viewer, an operator), for messages."""
         return ("an " if self.label[0] in "aeiou" else "a ") + self.label
 
 
