@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./heal.db"
 _TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_TELEGRAM_BOT_TOKEN = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
+_TELEGRAM_CHAT = re.compile(r"-?[0-9]+|@[A-Za-z][A-Za-z0-9_]{4,}")
+_SLACK_CHANNEL = re.compile(r"#?[A-Za-z0-9_.-]{1,80}")
+_HOST = re.compile(r"[A-Za-z0-9.:_-]+")
+_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The async drivers heal is built and tested with, per backend.
+DATABASE_DRIVERS = {"sqlite": ("aiosqlite",), "postgresql": ("psycopg", "psycopg_async", "asyncpg")}
+DATABASE_URL_FORMS = "sqlite+aiosqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
 
 
 def hash_token(token: str) -> str:
@@ -33,7 +44,7 @@ class Settings(BaseSettings):
     # token, which is hashed on load and never kept.
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
     workers: Annotated[int, Field(ge=1, le=1024)] = 64
     max_body_bytes: Annotated[int, Field(ge=1024)] = 5 * 1024 * 1024
     max_pending_writes: Annotated[int, Field(ge=1)] = 64
@@ -65,6 +76,109 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _hashes_well_formed(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for token in value:
+            raw = token.get_secret_value()
+            if raw.startswith("sha256:") and not _HASH.fullmatch(raw):
+                raise ValueError(
+                    "a sha256: entry must be 'sha256:' and 64 lower-case hex digits, "
+                    "as `heal token new` prints it"
+                )
+        return value
+
+    @field_validator("config")
+    @classmethod
+    def _config_exists(cls, value: str | None) -> str | None:
+        if value and not Path(value).is_file():
+            raise ValueError(f"no policy file at {value}")
+        return value or None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        # Imported here: parsing settings must not load SQLAlchemy for commands that need
+        # no database.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"not a database URL: use {DATABASE_URL_FORMS}") from None
+        drivers = DATABASE_DRIVERS.get(parsed.get_backend_name())
+        if drivers is None or parsed.get_driver_name() not in drivers:
+            raise ValueError(
+                f"heal runs on {DATABASE_URL_FORMS} (an async driver), not on "
+                f"{parsed.drivername}://"
+            )
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not _HOST.fullmatch(value):
+            raise ValueError("must be a host name or an IP address, e.g. 127.0.0.1 or 0.0.0.0")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("telegram_api_url", "slack_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _telegram_bot_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not _TELEGRAM_BOT_TOKEN.fullmatch(value.get_secret_value()):
+            raise ValueError("must be a bot token from @BotFather (digits, ':', then letters)")
+        return value
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _slack_bot_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a Slack bot token (it starts with xoxb-)")
+        return value
+
+    @field_validator("slack_signing_secret")
+    @classmethod
+    def _slack_signing_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().isprintable() or " " in value.get_secret_value():
+            raise ValueError("must be the app's signing secret, without spaces")
+        return value
+
+    @field_validator("telegram_chat_id")
+    @classmethod
+    def _telegram_chat_id(cls, value: str | None) -> str | None:
+        if value and not _TELEGRAM_CHAT.fullmatch(value):
+            raise ValueError("must be a chat id (e.g. -1001234567890) or @channelusername")
+        return value or None
+
+    @field_validator("slack_channel")
+    @classmethod
+    def _slack_channel(cls, value: str | None) -> str | None:
+        if value and not _SLACK_CHANNEL.fullmatch(value):
+            raise ValueError("must be a channel id such as C0123456789")
+        return value or None
 
     @model_validator(mode="after")
     def _chat_complete(self) -> Settings:

@@ -163,7 +163,7 @@ async def test_quorum_needs_two_different_people(
     ("name", "role", "groups", "reason"),
     [
         ("victor", "viewer", ("sre",), "is a viewer"),
-        ("olga", "operator", ("sre",), "is a operator"),
+        ("olga", "operator", ("sre",), "is an operator"),
         ("dave", "approver", ("dev",), "none of the approver groups"),
         ("heal", "approver", ("sre",), "separation of duties"),
     ],

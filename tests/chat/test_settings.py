@@ -16,6 +16,11 @@ TOKEN = "123456:telegram-bot-token-that-must-stay-secret"
         ({"telegram_bot_token": TOKEN}, "HEAL_TELEGRAM_CHAT_ID"),
         ({"slack_bot_token": "xoxb-" + TOKEN}, "HEAL_SLACK_CHANNEL"),
         ({"telegram_webhook_secret": "has spaces " + TOKEN}, "A-Z, a-z, 0-9, _ and -"),
+        ({"telegram_bot_token": "no-digits-" + TOKEN, "telegram_chat_id": "-100"}, "@BotFather"),
+        ({"slack_bot_token": "xoxp-" + TOKEN, "slack_channel": "C0HEAL"}, "xoxb-"),
+        ({"slack_signing_secret": "has spaces " + TOKEN}, "without spaces"),
+        ({"telegram_chat_id": "my group"}, "@channelusername"),
+        ({"slack_api_url": "slack.com/api"}, "http:// or https://"),
     ],
 )
 def test_bad_chat_settings_are_refused_without_the_secret(given: dict[str, str], says: str) -> None:

@@ -79,6 +79,9 @@ def test_send_then_resolve_the_same_occurrence(heal_url: str, db_url: str) -> No
     assert "202 Accepted" in sent.output
     assert "incidents opened" in sent.output
     assert "actions created" in sent.output
+    # The labels the CLI added (severity) are shown, not sent silently.
+    assert "labels sent" in sent.output
+    assert "alertname=CheckoutDown, severity=critical, service=web" in sent.output
     [incident] = _incidents(db_url)
     assert incident["status"] == "open"
     assert incident["title"] == "CheckoutDown (service=web)"

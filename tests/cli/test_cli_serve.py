@@ -130,6 +130,13 @@ async def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     kinds = [event["kind"] for event in incident["timeline"]]
     assert kinds.count("node.log") == 2  # ticket created, ticket finished
     assert incident["actions"][0]["outputs"]["sn"].startswith("REQ")
+    # `actions show` counts polls as the timeline does ("after 3 polls"), from 1.
+    shown = await asyncio.to_thread(
+        heal_cli, "actions", "show", str(incident["actions"][0]["id"]),
+        "--database-url", sqlite_url(tmp_path),
+    )  # fmt: skip
+    assert "(after 3 polls)" in shown.output
+    assert "attempt / poll  1 / 3" in shown.output
 
     # The tour's second half: DiskFull waits for a person, who approves as the demo user.
     async with httpx.AsyncClient(base_url=info.api_url, headers=headers) as client:

@@ -53,7 +53,7 @@ def at_least(role: Role) -> Callable[..., object]:
         if caller.role < role:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                f"{caller.name} is a {caller.role.label}; this needs {role.label} or above",
+                f"{caller.name} is {caller.role.a_label}; this needs {role.label} or above",
             )
         return caller
 

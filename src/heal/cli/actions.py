@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import getpass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
-from heal.app import Heal
 from heal.cli import render
 from heal.cli.common import (
     UPGRADE_HINT,
     DatabaseUrl,
+    JsonOutput,
     make_settings,
     open_database,
     require_schema,
@@ -20,22 +20,27 @@ from heal.cli.common import (
     safe_url,
     sqlite_file,
 )
-from heal.cli.console import CliError, fail, out
-from heal.engine.engine import ActionNotFound, CancelResult
-from heal.policy.models import Policy
-from heal.settings import Settings
-from heal.store import actions_repo, timeline_repo
+from heal.cli.console import CliError, examples, fail, group, out, print_json
 
-app = typer.Typer(help="Action instances: inspect or cancel.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from heal.engine.engine import CancelResult
+    from heal.settings import Settings
+
+app = group("Action instances: inspect or cancel.")
 
 ActionId = Annotated[int, typer.Argument(metavar="ID", help="the action's id")]
 
 
-@app.command("show")
-def show(action_id: ActionId, database_url: DatabaseUrl = None) -> None:
+@app.command("show", epilog=examples("heal actions show 3", "heal actions show 3 --json"))
+def show(
+    action_id: ActionId, database_url: DatabaseUrl = None, as_json: JsonOutput = False
+) -> None:
     """One action: its fields, outputs and timeline."""
     settings = make_settings(database_url=database_url)
     row, timeline = run(_show(settings, action_id), settings.database_url)
+    if as_json:
+        print_json({**row, "timeline": timeline})
+        return
     console = out()
     console.print(f"[bold]Action {action_id}[/bold]: {render.markup(row['action_name'])}")
     failure = row["failure_type"]
@@ -50,7 +55,8 @@ def show(action_id: ActionId, database_url: DatabaseUrl = None) -> None:
                 ("plugin", row["plugin"]),
                 ("signal", row["signal"]),
                 ("node", row["current_node"]),
-                ("attempt / poll", f"{row['attempt']} / {row['poll']}"),
+                # Counted from 1, as the timeline's "after 3 polls" (stored from 0).
+                ("attempt / poll", f"{row['attempt'] + 1} / {row['poll'] + 1}"),
                 ("created", _utc(row["created_at"])),
                 ("started", _utc(row["started_at"])),
                 ("finished", _utc(row["finished_at"])),
@@ -68,6 +74,8 @@ def _utc(value: Any) -> str:
 
 
 async def _show(settings: Settings, action_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from heal.store import actions_repo, timeline_repo
+
     async with open_database(settings) as database:
         await require_schema(database)
         async with database.read() as connection:
@@ -78,7 +86,7 @@ async def _show(settings: Settings, action_id: int) -> tuple[dict[str, Any], lis
     return row, timeline
 
 
-@app.command("cancel")
+@app.command("cancel", epilog=examples("heal actions cancel 3 --reason 'fixed by hand'"))
 def cancel(
     action_id: ActionId,
     reason: Annotated[
@@ -101,6 +109,10 @@ def cancel(
 
 
 async def _cancel(settings: Settings, action_id: int, who: str, reason: str) -> CancelResult:
+    from heal.app import Heal
+    from heal.engine.engine import ActionNotFound
+    from heal.policy.models import Policy
+
     path = sqlite_file(settings.database_url)
     if path is not None and not path.exists():
         raise CliError(f"no heal database at {safe_url(settings.database_url)}.", hint=UPGRADE_HINT)

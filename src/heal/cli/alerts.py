@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import httpx
 import typer
 from rich.table import Table
 
-from heal.cli.console import fail, out
+from heal.cli.console import examples, fail, group, out
 
-app = typer.Typer(help="Send test alerts to a running heal.", no_args_is_help=True)
+if TYPE_CHECKING:
+    import httpx
+
+app = group("Send test alerts to a running heal.")
 
 WEBHOOK_PATH = "/api/v1/alerts/alertmanager"
 DEFAULT_LABELS = {"severity": "critical", "service": "checkout"}
@@ -87,15 +89,27 @@ def webhook_body(
     }
 
 
-@app.command("send")
+@app.command(
+    "send",
+    epilog=examples(
+        "heal alerts send --token demo-token --name CheckoutDown --label service=checkout",
+        "heal alerts send --name CheckoutDown --label service=checkout --status resolved",
+        "heal alerts send --file webhook.json",
+    ),
+)
 def send(
     url: Annotated[
-        str, typer.Option("--url", help="where heal listens", envvar="HEAL_URL")
+        str,
+        typer.Option("--url", help="where heal listens", envvar="HEAL_URL", show_envvar=True),
     ] = "http://127.0.0.1:8080",
     token: Annotated[
         str | None,
         typer.Option(
-            "--token", envvar="HEAL_TOKEN", help="API token (`heal token new`)", show_default=False
+            "--token",
+            envvar="HEAL_TOKEN",
+            show_envvar=True,
+            help="API token (`heal token new`)",
+            show_default=False,
         ),
     ] = None,
     name: Annotated[str, typer.Option("--name", help="the alertname label")] = "CheckoutDown",
@@ -145,9 +159,14 @@ def send(
 ) -> None:
     """Post one alert as an Alertmanager webhook (v4) and show what heal did with it.
 
-    heal identifies an alert occurrence by its labels and startsAt: a resolve must carry
-    the same labels and start time as the firing it ends.
+    The alert carries severity=critical and service=checkout unless --label gives them
+    (the demo's CheckoutDown rule matches on severity). heal identifies an alert
+    occurrence by its labels and startsAt: a resolve must carry the same labels and
+    start time as the firing it ends.
     """
+    import httpx  # here: `heal --help` need not load the HTTP client
+
+    sent_labels: dict[str, str] | None = None
     if file is not None:
         content = _read_json(file)
     else:
@@ -155,6 +174,7 @@ def send(
         body = webhook_body(
             name, _pairs(label, "label"), _pairs(annotation, "annotation"), status, begins
         )
+        sent_labels = body["alerts"][0]["labels"]
         content = json.dumps(body).encode()
     endpoint = url.rstrip("/") + WEBHOOK_PATH
     headers = {"Content-Type": "application/json"}
@@ -168,7 +188,7 @@ def send(
         fail(f"heal at {url} did not answer within {TIMEOUT_SECONDS:g} s")
     except httpx.HTTPError as exc:
         fail(f"request to {endpoint} failed: {exc}")
-    _report(response, token is not None)
+    _report(response, token is not None, sent_labels)
 
 
 def _read_json(file: Path) -> bytes:
@@ -183,12 +203,14 @@ def _read_json(file: Path) -> bytes:
     return content
 
 
-def _report(response: httpx.Response, sent_token: bool) -> None:
+def _report(response: httpx.Response, sent_token: bool, sent_labels: dict[str, str] | None) -> None:
     if response.status_code == 202:
         summary = response.json()
         table = Table(title="202 Accepted", title_justify="left", show_header=False)
         table.add_column(style="bold")
         table.add_column(justify="right")
+        if sent_labels is not None:  # what was sent, defaults included
+            table.add_row("labels sent", ", ".join(f"{k}={v}" for k, v in sent_labels.items()))
         for key in (
             "received",
             "new",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 import typer
@@ -11,32 +12,49 @@ from rich.table import Table
 from heal.app import Heal
 from heal.approvals.service import ApprovalClosed, ApprovalNotFound
 from heal.cli import render
-from heal.cli.common import DatabaseUrl, make_settings, open_database, require_schema, run
-from heal.cli.console import CliError, fail, out
+from heal.cli.common import (
+    DatabaseUrl,
+    JsonOutput,
+    make_settings,
+    open_database,
+    require_schema,
+    run,
+)
+from heal.cli.console import CliError, examples, fail, group, out, print_json
 from heal.cli.users import existing_user
-from heal.domain.approvals import Role, Signer, SignRefused
+from heal.domain.approvals import ApprovalStatus, Role, Signer, SignRefused
 from heal.domain.matchers import LabelMatcher
 from heal.engine.engine import utcnow
 from heal.policy.models import Policy
 from heal.store import approvals_repo, silences_repo
 
-app = typer.Typer(help="Pending approvals: list, show, approve, reject.", no_args_is_help=True)
-silences = typer.Typer(
-    help="Silences: suppress actions and cards for matching alerts.", no_args_is_help=True
+app = group("Pending approvals: list, show, approve, reject.")
+silences = group("Silences: suppress actions and cards for matching alerts.")
+
+
+class StatusFilter(StrEnum):
+    """--status: an approval status, or all (tests check it lists every ApprovalStatus)."""
+
+    PENDING = ApprovalStatus.PENDING.value
+    APPROVED = ApprovalStatus.APPROVED.value
+    REJECTED = ApprovalStatus.REJECTED.value
+    EXPIRED = ApprovalStatus.EXPIRED.value
+    ALL = "all"
+
+
+@app.command(
+    "list",
+    epilog=examples("heal approvals list", "heal approvals list --status all --json"),
 )
-
-
-@app.command("list")
 def list_approvals(
-    status: str = typer.Option("pending", help="pending, approved, rejected, expired or all."),
+    status: StatusFilter = typer.Option(
+        StatusFilter.PENDING, case_sensitive=False, help="Only approvals in this status."
+    ),
     limit: int = typer.Option(50, min=1, max=500),
     database_url: DatabaseUrl = None,
+    as_json: JsonOutput = False,
 ) -> None:
     """Approvals, newest first."""
-    if status not in ("pending", "approved", "rejected", "expired", "all"):
-        raise typer.BadParameter(
-            "pending, approved, rejected, expired or all", param_hint="--status"
-        )
     settings = make_settings(database_url=database_url)
 
     async def work() -> list[dict[str, Any]]:
@@ -48,6 +66,9 @@ def list_approvals(
                 )
 
     rows = run(work(), settings.database_url)
+    if as_json:
+        print_json(rows)
+        return
     table = Table("id", "status", "action", "incident", "risk", "quorum", "expires (UTC)")
     for row in rows:
         table.add_row(
@@ -62,8 +83,8 @@ def list_approvals(
     out().print(table if rows else f"no {status} approvals")
 
 
-@app.command("show")
-def show(approval_id: int, database_url: DatabaseUrl = None) -> None:
+@app.command("show", epilog=examples("heal approvals show 1", "heal approvals show 1 --json"))
+def show(approval_id: int, database_url: DatabaseUrl = None, as_json: JsonOutput = False) -> None:
     """One approval with its signatures."""
     settings = make_settings(database_url=database_url)
 
@@ -77,6 +98,9 @@ def show(approval_id: int, database_url: DatabaseUrl = None) -> None:
                 return row, await approvals_repo.signatures(connection, approval_id)
 
     row, signatures = run(work(), settings.database_url)
+    if as_json:
+        print_json({**row, "signatures": signatures})
+        return
     out().print(
         render.fields(
             [
@@ -141,7 +165,7 @@ def _decide(
     )
 
 
-@app.command("approve")
+@app.command("approve", epilog=examples("heal approvals approve 1 --as alice --comment 'go ahead'"))
 def approve(
     approval_id: int,
     as_user: str = typer.Option(..., "--as", help="The heal user signing."),
@@ -152,7 +176,9 @@ def approve(
     _decide(approval_id, as_user, True, comment, database_url)
 
 
-@app.command("reject")
+@app.command(
+    "reject", epilog=examples("heal approvals reject 1 --as alice --comment 'not during the sale'")
+)
 def reject(
     approval_id: int,
     as_user: str = typer.Option(..., "--as", help="The heal user rejecting."),
@@ -163,7 +189,13 @@ def reject(
     _decide(approval_id, as_user, False, comment, database_url)
 
 
-@silences.command("add")
+@silences.command(
+    "add",
+    epilog=examples(
+        "heal silences add service=checkout --duration 2h --comment 'deploy'",
+        "heal silences add alertname=~Disk.* instance!=db-1 --duration 30m --comment 'disks'",
+    ),
+)
 def add_silence(
     matcher: list[str] = typer.Argument(..., help="label=value, label=~regex, label!=value …"),
     duration: str = typer.Option("2h", help="How long: 30m, 2h, 1d."),
@@ -210,10 +242,13 @@ def add_silence(
     out().print(f"silence #{silence_id} active for {duration}")
 
 
-@silences.command("list")
+@silences.command(
+    "list", epilog=examples("heal silences list", "heal silences list --expired --json")
+)
 def list_silences(
     expired: bool = typer.Option(False, help="Include ended silences."),
     database_url: DatabaseUrl = None,
+    as_json: JsonOutput = False,
 ) -> None:
     """Active silences (and ended ones with --expired)."""
     settings = make_settings(database_url=database_url)
@@ -225,11 +260,14 @@ def list_silences(
                 return await silences_repo.all_silences(connection, expired, utcnow())
 
     rows = run(work(), settings.database_url)
+    if as_json:
+        print_json(rows)
+        return
     table = Table("id", "matchers", "ends", "by", "comment")
     for row in rows:
         table.add_row(
             str(row["id"]),
-            render.labels(row["matchers"]),
+            render.matchers(row["matchers"]),
             render.when(row["ends_at"]),
             row["created_by"],
             row["comment"],
@@ -237,7 +275,7 @@ def list_silences(
     out().print(table if rows else "no silences")
 
 
-@silences.command("expire")
+@silences.command("expire", epilog=examples("heal silences expire 4"))
 def expire_silence(silence_id: int, database_url: DatabaseUrl = None) -> None:
     """End a silence now."""
     settings = make_settings(database_url=database_url)

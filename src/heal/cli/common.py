@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from heal.cli.console import CliError, fail, show_error, warn
-from heal.policy.loader import PolicyError
-from heal.settings import Settings
-from heal.store import migrate
-from heal.store.db import Database
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
+    from heal.policy.loader import PolicyError
+    from heal.settings import Settings
+    from heal.store.db import Database
+
+# Heavy modules (SQLAlchemy, the store, the policy loader) are imported inside the functions
+# that use them, so that `heal --help`, `heal --version` and commands needing no database
+# start at once.
 
 T = TypeVar("T")
 
@@ -25,29 +30,57 @@ DatabaseUrl = Annotated[
     str | None,
     typer.Option(
         "--database-url",
-        help="SQLAlchemy URL of heal's database [default: HEAL_DATABASE_URL, or "
-        "sqlite+aiosqlite:///./heal.db]",
+        metavar="URL",
+        envvar="HEAL_DATABASE_URL",
+        show_envvar=True,
+        help="SQLAlchemy URL of heal's database [default: sqlite+aiosqlite:///./heal.db]",
         show_default=False,
     ),
+]
+JsonOutput = Annotated[
+    bool, typer.Option("--json", help="print JSON for scripts instead of tables")
 ]
 UPGRADE_HINT = "Create it with `heal db upgrade` (heal serve and heal demo also do it at start)."
 
 
+# Settings whose command-line option is not --<setting name>.
+_OPTION_OF = {"workers": "--concurrency"}
+
+
 def make_settings(**overrides: Any) -> Settings:
-    """HEAL_* environment (and .env), with the options the user gave on top."""
+    """HEAL_* environment (and .env), with the options the user gave on top.
+
+    A bad value ends the command with one line per problem, naming the option or the
+    environment variable it came from, and exit 2.
+    """
+    from pydantic import ValidationError
+
+    from heal.settings import Settings
+
     given = {name: value for name, value in overrides.items() if value is not None}
     try:
         return Settings(**given)
     except ValidationError as exc:
-        lines = ["invalid settings (HEAL_* environment variables or options):"]
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]) or "settings"
-            lines.append(f"  HEAL_{where.upper()}: {error['msg']}")
-        fail("\n".join(lines), code=2)
+        fail("\n".join(_setting_problem(error, given) for error in exc.errors()), code=2)
+
+
+def _setting_problem(error: ErrorDetails, given: dict[str, Any]) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a rule across settings: its message names them
+        return f"invalid settings: {message}"
+    field = str(error["loc"][0])
+    source = f"HEAL_{field.upper()}"
+    # An option may also have been filled from its environment variable (envvar=).
+    if field in given and os.environ.get(source) != str(given[field]):
+        source = _OPTION_OF.get(field, "--" + field.replace("_", "-"))
+    return f"invalid {source}: {message}"
 
 
 def safe_url(url: str) -> str:
     """The URL with any password hidden, for messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
@@ -60,6 +93,10 @@ def policy_problems(error: PolicyError) -> str:
 
 def run(work: Coroutine[Any, Any, T], database_url: str | None = None) -> T:
     """``asyncio.run`` with expected failures turned into a message and an exit code."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+    from heal.policy.loader import PolicyError
+
     where = f" at {safe_url(database_url)}" if database_url else ""
     try:
         return asyncio.run(work)
@@ -89,6 +126,8 @@ def _first_line(error: BaseException | None) -> str:
 
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
@@ -99,6 +138,8 @@ def sqlite_file(url: str) -> Path | None:
 async def open_database(settings: Settings, *, create: bool = False) -> AsyncIterator[Database]:
     """heal's database. Unless ``create``, a SQLite file that does not exist is an error
     (connecting would create an empty one where the user did not mean to)."""
+    from heal.store.db import Database
+
     url = settings.database_url
     path = sqlite_file(url)
     if path is not None:
@@ -115,6 +156,8 @@ async def open_database(settings: Settings, *, create: bool = False) -> AsyncIte
 
 async def require_schema(database: Database) -> None:
     """Stop with a friendly message when the database was never migrated."""
+    from heal.store import migrate
+
     current = await migrate.current_revision(database)
     if current is None:
         raise CliError(

@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+import json
+from datetime import datetime
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+
+def group(help: str) -> typer.Typer:
+    """A group of subcommands, with help as all of heal's: plain click (flags shown as flags,
+    not rich's ``<bool>``), and shell completion offered by ``heal`` itself only."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, add_completion=False)
+
+
+def examples(*commands: str) -> str:
+    """A command's --help epilog: copy-paste examples, kept as written (click's \\b)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {command}" for command in commands)
+
+
+def print_json(value: Any) -> None:
+    """``value`` as JSON on stdout, for scripts (``--json``): no colours, no wrapping."""
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value)
+    return str(value)
 
 
 def out() -> Console:

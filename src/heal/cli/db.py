@@ -17,15 +17,20 @@ from heal.cli.common import (
     safe_url,
     sqlite_file,
 )
-from heal.cli.console import CliError, out
+from heal.cli.console import CliError, examples, group, out
 from heal.policy.models import Policy
 from heal.settings import Settings
 from heal.store import migrate, transfer
 
-app = typer.Typer(help="Database schema and data.", no_args_is_help=True)
+app = group("Database schema and data.")
 
 
-@app.command("upgrade")
+@app.command(
+    "upgrade",
+    epilog=examples(
+        "heal db upgrade", "heal db upgrade --database-url postgresql+psycopg://heal@db/heal"
+    ),
+)
 def upgrade(database_url: DatabaseUrl = None) -> None:
     """Apply the migrations the database is missing (creates a SQLite file if needed)."""
     settings = make_settings(database_url=database_url)
@@ -44,7 +49,7 @@ async def _upgrade(settings: Settings) -> tuple[str | None, str | None]:
         return before, await migrate.current_revision(database)
 
 
-@app.command("current")
+@app.command("current", epilog=examples("heal db current"))
 def current(database_url: DatabaseUrl = None) -> None:
     """Show the database's schema revision and the newest this heal knows."""
     settings = make_settings(database_url=database_url)
@@ -71,7 +76,10 @@ async def _current(settings: Settings) -> str | None:
         return await migrate.current_revision(database)
 
 
-@app.command("migrate-to")
+@app.command(
+    "migrate-to",
+    epilog=examples("heal db migrate-to postgresql+psycopg://heal:secret@db.example.com/heal"),
+)
 def migrate_to(
     target_url: Annotated[
         str, typer.Argument(help="URL of the new, empty database", show_default=False)

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.panel import Panel
 
 from heal.cli.common import DatabaseUrl, make_settings, run, safe_url
-from heal.cli.console import fail, out
-from heal.demo.runner import DEMO_APPROVER, FINISH_AFTER_POLLS, DemoInfo, run_demo
-from heal.observability import logging as heal_logging
+from heal.cli.console import examples, fail, out
+
+if TYPE_CHECKING:
+    from heal.demo.runner import DemoInfo
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+DEMO_EXAMPLES = examples(
+    "heal demo", "heal demo --port 9080 --itsm-port 9081 --database-url sqlite+aiosqlite:///demo.db"
+)
 
 
 def demo(
-    port: Annotated[int, typer.Option("--port", help="heal's port")] = 8080,
-    itsm_port: Annotated[int, typer.Option("--itsm-port", help="the fake ITSM's port")] = 8081,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="heal's port (0: any free port)")
+    ] = 8080,
+    itsm_port: Annotated[
+        int,
+        typer.Option("--itsm-port", min=0, max=65535, help="the fake ITSM's port (0: any free)"),
+    ] = 8081,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run heal and a fake ITSM together, with the bundled demo policy (Ctrl+C stops).
@@ -27,6 +36,10 @@ def demo(
     The fake ITSM runs in the same process: it finishes (and approves) a ticket after
     three polls. The API token is `demo-token` unless HEAL_API_TOKENS is set.
     """
+    # Imported here so that `heal --help` and the other commands do not load the server.
+    from heal.demo.runner import PortUnavailable, run_demo
+    from heal.observability import logging as heal_logging
+
     settings = make_settings(database_url=database_url)
     heal_logging.configure(settings.log_level, settings.log_json)
     try:
@@ -36,6 +49,8 @@ def demo(
             ),
             settings.database_url,
         )
+    except PortUnavailable as exc:
+        fail(f"{exc}: stop what listens there, or choose another port")
     except ValueError as exc:
         fail(f"invalid settings: {exc}", code=2)
     out().print("demo stopped")
@@ -43,6 +58,8 @@ def demo(
 
 def welcome_printer(database_url: str | None) -> Callable[[DemoInfo], None]:
     """Prints the welcome panel; the commands repeat --database-url if one was given."""
+    from heal.demo.runner import DEMO_APPROVER, FINISH_AFTER_POLLS
+
     database = f" --database-url {database_url}" if database_url else ""
 
     def welcome(info: DemoInfo) -> None:

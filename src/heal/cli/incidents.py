@@ -2,33 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from heal.cli import render
-from heal.cli.common import DatabaseUrl, make_settings, open_database, require_schema, run
-from heal.cli.console import CliError, out
+from heal.cli.common import (
+    DatabaseUrl,
+    JsonOutput,
+    make_settings,
+    open_database,
+    require_schema,
+    run,
+)
+from heal.cli.console import CliError, examples, group, out, print_json
 from heal.domain.incidents import IncidentStatus
-from heal.settings import Settings
-from heal.store import alerts_repo, incidents_repo, timeline_repo
 
-app = typer.Typer(help="Incidents, read from heal's database.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from heal.settings import Settings
+
+app = group("Incidents, read from heal's database.")
 
 
-@app.command("list")
+@app.command(
+    "list",
+    epilog=examples(
+        "heal incidents list --status open",
+        "heal incidents list --limit 5 --json | jq '.[].title'",
+    ),
+)
 def list_(
     status: Annotated[
         IncidentStatus | None, typer.Option("--status", help="only open or only resolved")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="newest N")] = 20,
     database_url: DatabaseUrl = None,
+    as_json: JsonOutput = False,
 ) -> None:
     """The newest incidents with their actions' statuses."""
     settings = make_settings(database_url=database_url)
     rows, counts = run(_list(settings, status, limit), settings.database_url)
+    if as_json:
+        print_json([{**row, "actions": counts.get(row["id"], {})} for row in rows])
+        return
     console = out()
     if not rows:
         console.print("no incidents" + (f" with status {status.value}" if status else ""))
@@ -55,6 +73,8 @@ def list_(
 async def _list(
     settings: Settings, status: IncidentStatus | None, limit: int
 ) -> tuple[list[dict[str, Any]], dict[int, dict[str, int]]]:
+    from heal.store import incidents_repo
+
     async with open_database(settings) as database:
         await require_schema(database)
         async with database.read() as connection:
@@ -65,14 +85,18 @@ async def _list(
     return rows, counts
 
 
-@app.command("show")
+@app.command("show", epilog=examples("heal incidents show 1", "heal incidents show 1 --json"))
 def show(
     incident_id: Annotated[int, typer.Argument(metavar="ID", help="the incident's id")],
     database_url: DatabaseUrl = None,
+    as_json: JsonOutput = False,
 ) -> None:
     """One incident: its fields, alerts, actions and timeline."""
     settings = make_settings(database_url=database_url)
     incident, alerts, actions, timeline = run(_show(settings, incident_id), settings.database_url)
+    if as_json:
+        print_json({**incident, "alerts": alerts, "actions": actions, "timeline": timeline})
+        return
     console = out()
     console.print(f"[bold]Incident {incident_id}[/bold]: {render.markup(incident['title'])}")
     console.print(
@@ -143,6 +167,8 @@ def _actions(rows: list[dict[str, Any]]) -> Table:
 async def _show(
     settings: Settings, incident_id: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    from heal.store import alerts_repo, incidents_repo, timeline_repo
+
     async with open_database(settings) as database:
         await require_schema(database)
         async with database.read() as connection:

@@ -1,34 +1,112 @@
-"""The ``heal`` command: one typer app, a module per group of subcommands."""
+"""The ``heal`` command: one typer app, a module per group of subcommands.
+
+Each command's module is imported only when that command runs (or shows its help), so
+that ``heal --version``, ``heal --help`` and light commands start at once instead of
+loading the server, the database layer and the job queue first.
+"""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import typer
+from typer.core import TyperGroup
 
 import heal
-from heal.cli import actions, alerts, approvals, db, incidents, policy, token, users
-from heal.cli.demo import demo
-from heal.cli.serve import serve, worker
+from heal.cli.console import examples
+
+if TYPE_CHECKING:
+    # typer's own copy of click, named for the annotations of the methods overridden below.
+    from typer._click import Command, Context, HelpFormatter
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A command of ``heal``: where it lives, and its one-line help for ``heal --help``."""
+
+    module: str
+    attribute: str  # a typer.Typer (a group) or a function (a single command)
+    help: str
+
+
+# A group's help must be its own (tests/cli/test_cli_help.py checks it).
+COMMANDS = {
+    "serve": Entry("heal.cli.serve", "serve", "Run heal: the HTTP API and the worker."),
+    "worker": Entry("heal.cli.serve", "worker", "Run wakes of the distributed runtime."),
+    "demo": Entry("heal.cli.demo", "demo", "Run heal with a fake ITSM and a demo policy."),
+    "alerts": Entry("heal.cli.alerts", "app", "Send test alerts to a running heal."),
+    "incidents": Entry("heal.cli.incidents", "app", "Incidents, read from heal's database."),
+    "actions": Entry("heal.cli.actions", "app", "Action instances: inspect or cancel."),
+    "policy": Entry("heal.cli.policy", "app", "Check a policy file, or print its JSON Schema."),
+    "db": Entry("heal.cli.db", "app", "Database schema and data."),
+    "token": Entry("heal.cli.token", "app", "API tokens."),
+    "users": Entry("heal.cli.users", "app", "Users, roles and tokens."),
+    "approvals": Entry(
+        "heal.cli.approvals", "app", "Pending approvals: list, show, approve, reject."
+    ),
+    "silences": Entry(
+        "heal.cli.approvals",
+        "silences",
+        "Silences: suppress actions and cards for matching alerts.",
+    ),
+}
+
+
+def load(name: str) -> Command:
+    """The real command behind ``heal NAME`` (imports its module)."""
+    entry = COMMANDS[name]
+    module = importlib.import_module(entry.module)
+    target = getattr(module, entry.attribute)
+    # Built under a parent group, as add_typer would: alone, a one-command Typer would
+    # collapse into that command (`heal alerts send` would become `heal alerts`).
+    parent = typer.Typer(rich_markup_mode=None, add_completion=False, callback=_parent)
+    if isinstance(target, typer.Typer):
+        parent.add_typer(target, name=name)
+    else:  # a function: its examples are <ATTRIBUTE>_EXAMPLES in its module
+        epilog = getattr(module, f"{entry.attribute.upper()}_EXAMPLES", None)
+        parent.command(name, epilog=epilog)(target)
+    built = typer.main.get_command(parent)
+    assert isinstance(built, TyperGroup)
+    return built.commands[name]
+
+
+def _parent() -> None:
+    """Never invoked: only the command built under it is kept."""
+
+
+class LazyGroup(TyperGroup):
+    """Lists the commands from ``COMMANDS`` and imports one only when it is used."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        if cmd_name not in self.commands:
+            self.commands[cmd_name] = load(cmd_name)
+        return self.commands[cmd_name]
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        # `heal --help` lists every command from the table, loading none of them.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, entry.help) for name, entry in COMMANDS.items()])
+
 
 app = typer.Typer(
     name="heal",
+    cls=LazyGroup,
     help="heal: alerts in, safe and audited remediation out.",
+    epilog=examples("heal demo", "heal incidents list --status open", "heal serve -c heal.yaml"),
     no_args_is_help=True,
+    # Plain click help: flags show as flags (rich help prints <bool> after each).
+    rich_markup_mode=None,
     # A traceback's locals could hold secrets: never print them.
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command("serve")(serve)
-app.command("worker")(worker)
-app.command("demo")(demo)
-app.add_typer(alerts.app, name="alerts")
-app.add_typer(incidents.app, name="incidents")
-app.add_typer(actions.app, name="actions")
-app.add_typer(policy.app, name="policy")
-app.add_typer(db.app, name="db")
-app.add_typer(token.app, name="token")
-app.add_typer(users.app, name="users")
-app.add_typer(approvals.app, name="approvals")
-app.add_typer(approvals.silences, name="silences")
 
 
 def _version(value: bool) -> None:
@@ -48,3 +126,7 @@ def _root(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

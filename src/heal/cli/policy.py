@@ -9,14 +9,14 @@ from typing import Annotated
 import typer
 
 from heal.cli.common import policy_problems
-from heal.cli.console import fail, out, warn
+from heal.cli.console import examples, fail, group, out, warn
 from heal.policy.loader import PolicyError, load_policy
 from heal.policy.schema import policy_json_schema
 
-app = typer.Typer(help="Check a policy file, or print its JSON Schema.", no_args_is_help=True)
+app = group("Check a policy file, or print its JSON Schema.")
 
 
-@app.command("check")
+@app.command("check", epilog=examples("heal policy check heal.yaml"))
 def check(
     file: Annotated[Path, typer.Argument(help="the policy YAML", show_default=False)],
 ) -> None:
@@ -35,7 +35,7 @@ def check(
     out().print(f"[green]OK: {rules} rules, {actions} actions[/green]")
 
 
-@app.command("schema")
+@app.command("schema", epilog=examples("heal policy schema > heal.schema.json"))
 def schema() -> None:
     """Print the policy's JSON Schema (for editor completion) to stdout."""
     typer.echo(policy_json_schema())

@@ -69,6 +69,15 @@ def labels(values: Mapping[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted((values or {}).items())) or "-"
 
 
+def matchers(values: Mapping[str, str] | None) -> str:
+    """Stored matchers as typed: ``alertname=~Disk.*``, not ``alertname==~Disk.*``."""
+    shown = []
+    for name, spec in sorted((values or {}).items()):
+        operator = next((op for op in ("=~", "!~", "!=") if spec.startswith(op)), "=")
+        shown.append(f"{name}{spec}" if operator != "=" else f"{name}={spec}")
+    return ", ".join(shown) or "-"
+
+
 def counts(by_status: Mapping[str, int]) -> Text:
     """``{"success": 1, "running": 2}`` as ``2 running, 1 success`` in colour."""
     if not by_status:

@@ -17,7 +17,7 @@ import heal
 from heal.api.app import create_app
 from heal.app import Heal
 from heal.cli.common import DatabaseUrl, make_settings, policy_problems, run, safe_url
-from heal.cli.console import fail, out, warn
+from heal.cli.console import examples, fail, out, warn
 from heal.demo.runner import GracefulServer, listen, url_of
 from heal.observability import logging as heal_logging
 from heal.policy.loader import PolicyError, load_policy
@@ -29,7 +29,9 @@ ConfigFile = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="the policy YAML [default: HEAL_CONFIG]",
+        envvar="HEAL_CONFIG",
+        show_envvar=True,
+        help="the policy YAML [default: none: alerts are recorded, no action runs]",
         show_default=False,
     ),
 ]
@@ -46,12 +48,33 @@ def build(settings: Settings) -> Heal:
         fail(f"invalid settings: {exc}", code=2)
 
 
+SERVE_EXAMPLES = examples(
+    "heal serve --config heal.yaml",
+    "HEAL_API_TOKENS=sha256:... heal serve -c heal.yaml --host 0.0.0.0 --port 8080",
+)
+WORKER_EXAMPLES = examples(
+    "HEAL_RUNTIME=procrastinate HEAL_DATABASE_URL=postgresql+psycopg://heal@db/heal "
+    "heal worker -c heal.yaml --concurrency 32",
+)
+
+
 def serve(
     config: ConfigFile = None,
     host: Annotated[
-        str | None, typer.Option("--host", help="[default: HEAL_HOST or 127.0.0.1]")
+        str | None,
+        typer.Option(
+            "--host",
+            envvar="HEAL_HOST",
+            show_envvar=True,
+            help="where to listen [default: 127.0.0.1]",
+        ),
     ] = None,
-    port: Annotated[int | None, typer.Option("--port", help="[default: HEAL_PORT or 8080]")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", envvar="HEAL_PORT", show_envvar=True, help="the port [default: 8080]"
+        ),
+    ] = None,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="API only: run no wakes (distributed runtime)")
     ] = False,
@@ -110,7 +133,12 @@ def worker(
     concurrency: Annotated[
         int | None,
         typer.Option(
-            "--concurrency", min=1, max=1024, help="wakes at once [default: HEAL_WORKERS]"
+            "--concurrency",
+            min=1,
+            max=1024,
+            envvar="HEAL_WORKERS",
+            show_envvar=True,
+            help="wakes at once [default: 64]",
         ),
     ] = None,
     database_url: DatabaseUrl = None,

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import secrets
 
-import typer
-
-from heal.cli.console import out
+from heal.cli.console import examples, group, out
 from heal.settings import hash_token
 
-app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app = group("API tokens.")
 
 
-@app.command("new")
+@app.command("new", epilog=examples("heal token new"))
 def new() -> None:
     """Make a random API token and its hash.
 

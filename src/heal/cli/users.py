@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from enum import StrEnum
 from typing import Any
 
 import typer
@@ -10,8 +11,15 @@ from rich.table import Table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from heal.cli.common import DatabaseUrl, make_settings, open_database, require_schema, run
-from heal.cli.console import CliError, out
+from heal.cli.common import (
+    DatabaseUrl,
+    JsonOutput,
+    make_settings,
+    open_database,
+    require_schema,
+    run,
+)
+from heal.cli.console import CliError, examples, group, out, print_json
 from heal.domain.approvals import Role
 from heal.engine.engine import utcnow
 from heal.settings import hash_token
@@ -29,14 +37,31 @@ async def existing_user(connection: AsyncConnection, name: str) -> dict[str, Any
     return user
 
 
-app = typer.Typer(help="Users, roles and tokens.", no_args_is_help=True)
+app = group("Users, roles and tokens.")
 ROLES = ", ".join(r.label for r in Role)
 
 
-@app.command("add")
+class RoleName(StrEnum):
+    """--role (tests check it lists every Role)."""
+
+    VIEWER = Role.VIEWER.label
+    OPERATOR = Role.OPERATOR.label
+    APPROVER = Role.APPROVER.label
+    ADMIN = Role.ADMIN.label
+
+
+@app.command(
+    "add",
+    epilog=examples(
+        "heal users add alice --role approver --group dba --telegram 123456789",
+        "heal users add bob --role operator",
+    ),
+)
 def add(
     name: str,
-    role: str = typer.Option("viewer", help=f"One of: {ROLES}."),
+    role: RoleName = typer.Option(
+        RoleName.VIEWER, case_sensitive=False, help="What the user may do."
+    ),
     group: list[str] = typer.Option([], "--group", "-g", help="Approver group; repeatable."),
     telegram: str | None = typer.Option(None, help="Telegram user id, to approve from chat."),
     slack: str | None = typer.Option(None, help="Slack user id, to approve from chat."),
@@ -67,8 +92,8 @@ def add(
     )
 
 
-@app.command("list")
-def list_users(database_url: DatabaseUrl = None) -> None:
+@app.command("list", epilog=examples("heal users list", "heal users list --json"))
+def list_users(database_url: DatabaseUrl = None, as_json: JsonOutput = False) -> None:
     """Every user with role, groups and linked chat identities."""
     settings = make_settings(database_url=database_url)
 
@@ -83,6 +108,9 @@ def list_users(database_url: DatabaseUrl = None) -> None:
                 return found
 
     rows = run(work(), settings.database_url)
+    if as_json:
+        print_json([{**user, "chat": links} for user, links in rows])
+        return
     table = Table("name", "role", "groups", "chat", "disabled")
     for user, links in rows:
         groups = user["groups"]
@@ -96,7 +124,7 @@ def list_users(database_url: DatabaseUrl = None) -> None:
     out().print(table if rows else "no users yet: `heal users add NAME --role approver`")
 
 
-@app.command("token")
+@app.command("token", epilog=examples("heal users token alice --label laptop"))
 def token(
     name: str,
     label: str = typer.Option("cli", help="What the token is for."),
@@ -120,7 +148,7 @@ def token(
     out().print("Send it as `Authorization: Bearer <token>`. It is not shown again.")
 
 
-@app.command("link")
+@app.command("link", epilog=examples("heal users link alice --telegram 123456789 --slack U0123ABC"))
 def link(
     name: str,
     telegram: str | None = typer.Option(None, help="Telegram user id."),

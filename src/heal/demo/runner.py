@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
 import socket
 import threading
@@ -73,6 +74,18 @@ class GracefulServer(uvicorn.Server):
         self.should_exit = True
 
 
+class PortUnavailable(Exception):
+    """The demo cannot listen on a port it needs (taken, or not allowed)."""
+
+    def __init__(self, host: str, port: int, purpose: str, error: OSError) -> None:
+        self.host, self.port, self.purpose = host, port, purpose
+        if error.errno == errno.EADDRINUSE:
+            reason = f"port {port} is already in use"
+        else:
+            reason = f"cannot listen on {host}:{port} ({error.strerror or error})"
+        super().__init__(f"{reason} ({purpose})")
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A bound listening socket (raises OSError, e.g. when the port is taken)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -121,17 +134,23 @@ async def run_demo(
 ) -> None:
     """Serve the fake ITSM and heal until a signal (or ``stop``), then shut both down.
 
-    Raises OSError when a port is taken, and whatever heal's start raises (an unusable
-    database) before anything is served.
+    Raises PortUnavailable when a port is taken, and whatever heal's start raises (an
+    unusable database) before anything is served.
     """
     settings, token = demo_settings(settings)
-    sock = listen(host, port)
+    try:
+        sock = listen(host, port)
+    except OSError as exc:
+        raise PortUnavailable(host, port, "heal's API, --port", exc) from exc
     port = sock.getsockname()[1]  # the real one when 0 asked for any free port
     try:
         itsm = fake_itsm.FakeITSM(finish_after_polls=FINISH_AFTER_POLLS)
-        itsm_server, itsm_task, itsm_url = await fake_itsm.serve_in_background(
-            itsm, host, itsm_port
-        )
+        try:
+            itsm_server, itsm_task, itsm_url = await fake_itsm.serve_in_background(
+                itsm, host, itsm_port
+            )
+        except OSError as exc:
+            raise PortUnavailable(host, itsm_port, "the fake ITSM, --itsm-port", exc) from exc
         try:
             heal = Heal.build(settings, demo_policy(itsm_url))
             await _serve(heal, sock, host, port, on_ready, stop, token, itsm_url)

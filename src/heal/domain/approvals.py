@@ -36,6 +36,11 @@ class Role(IntEnum):
     def label(self) -> str:
         return self.name.lower()
 
+    @property
+    def a_label(self) -> str:
+        """The label with its article (a viewer, an operator), for messages."""
+        return ("an " if self.label[0] in "aeiou" else "a ") + self.label
+
 
 class ApprovalStatus(StrEnum):
     PENDING = "pending"
@@ -83,7 +88,7 @@ def check_may_sign(
 ) -> None:
     if signer.role < Role.APPROVER:
         raise SignRefused(
-            f"{signer.name} is a {signer.role.label}; approving needs the approver or admin role"
+            f"{signer.name} is {signer.role.a_label}; approving needs the approver or admin role"
         )
     if approver_groups and not signer.groups & set(approver_groups):
         raise SignRefused(
