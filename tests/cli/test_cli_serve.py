@@ -31,7 +31,7 @@ def test_serve_refuses_a_bad_policy_with_its_problems(tmp_path: Path) -> None:
     policy.write_text("rules:\n  - name: r\n    actions: [{action: missing}]\n")
     result = heal_cli("serve", "--config", str(policy), "--port", str(free_port()))
     assert result.exit_code == 2
-    assert f"{policy}:3:16 (rules.0.actions.0.action): action 'missing'" in result.output
+    assert f"{policy}:3:24 (rules.0.actions.0.action): action 'missing'" in result.output
     assert "Traceback" not in result.output
 
 
