@@ -256,9 +256,7 @@ class Engine:
         if wake_at is not None:
             self.scheduler.committed(wake_at)
         if state.status != row["status"]:
-            metrics.ACTION_STATUS.labels(
-                state.status.value, row["rule"], row["action_name"]
-            ).inc()
+            metrics.ACTION_STATUS.labels(state.status.value, row["rule"], row["action_name"]).inc()
             if state.status is ActionStatus.FAILURE:
                 _log_failure(row, state)
         return True
