@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import httpx
+import pytest
 from conftest import HealFactory
 from helpers import AUTH, am_alert, am_payload, policy_text
 
@@ -58,6 +60,20 @@ async def test_openapi_documents_the_api(api: API) -> None:
     assert "/api/v1/alerts/alertmanager" in spec["paths"]
     assert "503" in spec["paths"]["/api/v1/alerts/alertmanager"]["post"]["responses"]
     assert (await client.get("/docs")).status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_api_docs_load_nothing_from_outside(api: API, page: str) -> None:
+    """An air-gapped heal still shows its API page: every asset is heal's own."""
+    client, _ = api
+    html = (await client.get(page)).text
+    assert not re.findall(r"(?:src|href)=[\"']?(?:https?:)?//", html)
+    assets = re.findall(r"(?:src|href)=[\"']?(/[^\"'\s>]+\.(?:js|css|png))", html)
+    assert any(a.endswith(".js") for a in assets)
+    for asset in assets:
+        answer = await client.get(asset)
+        assert answer.status_code == 200, asset
+        assert len(answer.content) > 1000, asset
 
 
 async def test_alert_to_successful_action_with_the_runtime_running(

@@ -21,6 +21,7 @@ from fakes.server import serving
 from fakes.slack import FakeSlack, blocks_problem
 from fakes.telegram import FakeTelegram
 from helpers import Clock, alert, drive, policy_text
+from log_capture import captured_logs
 from sqlalchemy import select
 
 from heal.api.app import create_app
@@ -427,6 +428,22 @@ async def test_a_permanent_error_fails_the_notification(chat: Chat) -> None:
     assert "invalid_auth" in row["error"]
     assert BOT_TOKEN not in row["error"]
     assert SLACK_TOKEN not in row["error"]
+
+
+async def test_a_notification_given_up_is_one_redacted_error_line(chat: Chat) -> None:
+    _, action_id, approval_id = await chat.waiting()
+    chat.telegram.token = "another-bot"
+    chat.slack.token = "xoxb-other"
+    with captured_logs() as logs:
+        await chat.dispatch()
+    [line] = logs.lines("chat notification failed")
+    assert line["level"] == "error"
+    assert (line["action_id"], line["approval_id"]) == (action_id, approval_id)
+    assert (line["rule"], line["action"]) == ("checkout-down", "open-ticket")
+    assert "Unauthorized" in line["reason"]
+    assert "invalid_auth" in line["reason"]
+    assert BOT_TOKEN not in logs.text
+    assert SLACK_TOKEN not in logs.text
 
 
 async def test_the_dispatcher_runs_in_the_background(

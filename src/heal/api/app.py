@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -22,6 +23,7 @@ from heal.store.db import Overloaded
 
 log = get_logger("heal.api")
 RETRY_AFTER_SECONDS = 5
+DOCS_ASSETS = "/docs-assets"
 
 
 def create_app(heal_app: Heal, *, manage_lifecycle: bool = True, worker: bool = True) -> FastAPI:
@@ -37,7 +39,10 @@ def create_app(heal_app: Heal, *, manage_lifecycle: bool = True, worker: bool = 
             if manage_lifecycle:
                 await heal_app.stop()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served by heal itself, not a CDN: the API
+    # page must work where heal runs, often without internet.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="heal",
         version=heal.__version__,
         description="Alert-driven self-healing: alerts in, durable audited remediation out.",

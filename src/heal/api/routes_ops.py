@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from heal.app import Heal
+from heal.observability.gauges import exposition
 from heal.store import migrate
 
 router = APIRouter(tags=["operations"])
@@ -39,5 +40,7 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process; the gauges are read from the database."""
+    heal: Heal = request.app.state.heal
+    return Response(await exposition(heal.db), media_type=CONTENT_TYPE_LATEST)

@@ -35,6 +35,7 @@ log = get_logger("heal.chat")
 class _Context:
     incident: dict[str, Any]
     approval: dict[str, Any] | None
+    action: dict[str, Any] | None
     card: Card | None
 
 
@@ -174,7 +175,7 @@ class ChatDispatcher:
                     connection, row["id"], sent_to, done=len(sent_to) == len(self.channels)
                 )
         if errors:
-            await self._failed(row, errors)
+            await self._failed(row, context, errors)
         elif later:
             async with self.db.write() as connection:
                 await notifications_repo.postpone(connection, row["id"], min(later))
@@ -199,7 +200,7 @@ class ChatDispatcher:
             if approval is None or approval["status"] != ApprovalStatus.PENDING.value:
                 raise _Skip("the approval is no longer pending: no card")
         card = card_for(incident, approval, action) if approval and action else None
-        return _Context(incident, approval, card)
+        return _Context(incident, approval, action, card)
 
     async def _send(self, channel: ChatChannel, row: dict[str, Any], context: _Context) -> None:
         provider = channel.provider
@@ -270,18 +271,37 @@ class ChatDispatcher:
             # The card's thread is gone: the news stands on its own rather than be lost.
             await channel.post_text(f"Incident #{row['incident_id']}: {text}")
 
-    async def _failed(self, row: dict[str, Any], errors: list[ChannelError]) -> None:
+    async def _failed(
+        self, row: dict[str, Any], context: _Context, errors: list[ChannelError]
+    ) -> None:
         error = self.redact.text("; ".join(str(e) for e in errors))
         attempts = row["attempts"] + 1
-        async with self.db.write() as connection:
-            if attempts >= self.max_attempts or all(e.permanent for e in errors):
+        if attempts >= self.max_attempts or all(e.permanent for e in errors):
+            async with self.db.write() as connection:
                 await notifications_repo.finish(connection, row["id"], "failed", error)
-                log.warning("chat notification failed", notification=row["id"], error=error)
-                return
-            wait = max([min(2.0**attempts, 300.0)] + [e.retry_after or 0.0 for e in errors])
+            _log_given_up(row, context, attempts, error)
+            return
+        wait = max([min(2.0**attempts, 300.0)] + [e.retry_after or 0.0 for e in errors])
+        async with self.db.write() as connection:
             await notifications_repo.retry_later(
                 connection, row["id"], self.clock() + timedelta(seconds=wait), error
             )
+
+
+def _log_given_up(row: dict[str, Any], context: _Context, attempts: int, error: str) -> None:
+    action = context.action or {}
+    log.error(
+        "chat notification failed",
+        notification=row["id"],
+        kind=row["kind"],
+        incident_id=row["incident_id"],
+        approval_id=row["approval_id"],
+        action_id=action.get("id"),
+        rule=action.get("rule"),
+        action=action.get("action_name"),
+        attempts=attempts,
+        reason=error,
+    )
 
 
 def _posted(card: dict[str, Any]) -> Posted:

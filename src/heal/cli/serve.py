@@ -20,6 +20,7 @@ from heal.cli.common import DatabaseUrl, make_settings, policy_problems, run, sa
 from heal.cli.console import examples, fail, out, warn
 from heal.demo.runner import GracefulServer, listen, url_of
 from heal.observability import logging as heal_logging
+from heal.observability.gauges import serving_metrics
 from heal.policy.loader import PolicyError, load_policy
 from heal.policy.models import Policy
 from heal.settings import Settings
@@ -141,6 +142,16 @@ def worker(
             help="wakes at once [default: 64]",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="serve Prometheus /metrics on this port, on HEAL_HOST [default: none]",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run wakes of the distributed runtime (HEAL_RUNTIME=procrastinate), no API."""
@@ -155,15 +166,30 @@ def worker(
         )
     heal_logging.configure(settings.log_level, settings.log_json)
     heal_app = build(settings)
+    sock = _metrics_socket(settings.host, metrics_port)
+    metrics = f", metrics on {url_of(settings.host, metrics_port)}/metrics" if metrics_port else ""
     out().print(
-        f"heal worker: {settings.workers} wakes at once on {safe_url(settings.database_url)}. "
-        "Ctrl+C stops."
+        f"heal worker: {settings.workers} wakes at once on {safe_url(settings.database_url)}"
+        f"{escape(metrics)}. Ctrl+C stops."
     )
-    run(_work(heal_app), settings.database_url)
+    try:
+        run(_work(heal_app, sock), settings.database_url)
+    finally:
+        if sock is not None:
+            sock.close()
     out().print("heal worker stopped")
 
 
-async def _work(heal_app: Heal) -> None:
+def _metrics_socket(host: str, port: int | None) -> socket.socket | None:
+    if port is None:
+        return None
+    try:
+        return listen(host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port} for metrics: {exc.strerror or exc}")
+
+
+async def _work(heal_app: Heal, metrics_sock: socket.socket | None = None) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
@@ -173,7 +199,8 @@ async def _work(heal_app: Heal) -> None:
             installed.append(sig)
     try:
         await heal_app.start(worker=True)
-        await stopping.wait()
+        async with serving_metrics(heal_app.db, metrics_sock):
+            await stopping.wait()
     finally:
         await heal_app.stop()
         for sig in installed:

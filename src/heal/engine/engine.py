@@ -81,14 +81,37 @@ class Engine:
     ) -> None:
         """Do what is due for the action. ``row``: the action as the runtime claimed it,
         which saves reading it again; the commit's version check covers any change since.
+
+        An exception escaping the wake (the database went away mid-commit, a bug of ours)
+        is logged here, once, with what the runtime does not know (the rule), and raised
+        again: the runtime's lease or job retry brings the wake back.
         """
+        try:
+            row = await self._current(action_id, row)
+            if row is None or row["version"] != expected_version:
+                metrics.STALE_WAKES.inc()
+                return
+            await self._step(row)
+        except Exception as exc:
+            log.error(
+                "wake failed",
+                action_id=action_id,
+                rule=row.get("rule") if row else None,
+                action=row.get("action_name") if row else None,
+                reason=self.redact.text(_describe(exc)),
+                exc_info=True,
+            )
+            raise
+
+    async def _current(self, action_id: int, row: dict[str, Any] | None) -> dict[str, Any] | None:
         if row is not None and "config" not in row:
             row = self._with_snapshots(row)
         if row is None or row["id"] != action_id:
             row = await self._load(action_id)
-        if row is None or row["version"] != expected_version:
-            metrics.STALE_WAKES.inc()
-            return
+        return row
+
+    async def _step(self, row: dict[str, Any]) -> None:
+        action_id = row["id"]
         state = self._state(row)
         now = self.clock()
         what = machine.due(state, now)
@@ -113,7 +136,14 @@ class Engine:
         try:
             transition = machine.advance(state, outcome, self.clock(), context)
         except Exception as exc:  # a bug of ours while interpreting the outcome
-            log.exception("advance failed", action_id=action_id)
+            log.error(
+                "advance failed",
+                action_id=action_id,
+                rule=row["rule"],
+                action=state.name,
+                reason=self.redact.text(_describe(exc)),
+                exc_info=True,
+            )
             transition = machine.advance(
                 state, NodeOutcome(inputs=outcome.inputs, error=_describe(exc)), self.clock()
             )
@@ -174,10 +204,21 @@ class Engine:
             return NodeOutcome(inputs=self.redact(exc.inputs), failed=self.redact.text(exc.message))
         except Exception as exc:
             label = "error"
-            log.exception("node raised", action_id=state.id, node=node.function)
-            return NodeOutcome(error=self.redact.text(_describe(exc)))
+            reason = self.redact.text(_describe(exc))
+            log.error(
+                "node raised",
+                action_id=state.id,
+                rule=context["action"]["rule"],
+                action=state.name,
+                node=node.function,
+                reason=reason,
+                exc_info=True,
+            )
+            return NodeOutcome(error=reason)
         finally:
-            metrics.NODE_LATENCY.labels(plugin.type, label).observe(time.perf_counter() - began)
+            metrics.NODE_LATENCY.labels(
+                plugin.type, label, context["action"]["rule"], state.name
+            ).observe(time.perf_counter() - began)
 
     async def _commit(self, row: dict[str, Any], transition: Transition) -> bool:
         state = transition.state
@@ -215,7 +256,9 @@ class Engine:
         if wake_at is not None:
             self.scheduler.committed(wake_at)
         if state.status != row["status"]:
-            metrics.ACTION_STATUS.labels(state.status.value).inc()
+            metrics.ACTION_STATUS.labels(state.status.value, row["rule"], row["action_name"]).inc()
+            if state.status is ActionStatus.FAILURE:
+                _log_failure(row, state)
         return True
 
     # -- external events -----------------------------------------------------------------
@@ -238,7 +281,9 @@ class Engine:
             )
             if self.hook is not None:
                 await self.hook.on_transition(connection, row, transition.state, now)
-        metrics.ACTION_STATUS.labels(ActionStatus.FAILURE.value).inc()
+        metrics.ACTION_STATUS.labels(
+            ActionStatus.FAILURE.value, row["rule"], row["action_name"]
+        ).inc()
         return CancelResult(True, ActionStatus.FAILURE)
 
     # -- helpers -------------------------------------------------------------------------
@@ -361,6 +406,20 @@ def _row_values(state: ActionState, row: dict[str, Any]) -> dict[str, Any]:
     if state.status.is_terminal:
         values["inflight_key"] = None
     return values
+
+
+def _log_failure(row: dict[str, Any], state: ActionState) -> None:
+    """The one line an operator greps for when an action gave up (retries spent, timed
+    out, a bug of ours); the message was redacted when the machine recorded it."""
+    log.error(
+        "action failed",
+        action_id=state.id,
+        incident_id=state.incident_id,
+        rule=row["rule"],
+        action=state.name,
+        failure_type=state.failure_type.value if state.failure_type else None,
+        reason=state.message,
+    )
 
 
 def _describe(exc: BaseException) -> str:

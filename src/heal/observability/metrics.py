@@ -12,8 +12,12 @@ INGEST_REJECTED = Counter(
     "heal_ingest_rejected_total", "Alert batches refused (overload or bad input)", ["reason"]
 )
 INCIDENTS_OPENED = Counter("heal_incidents_opened_total", "Incidents opened")
+# `rule` and `action` are names from the policy, so their number is bounded; alert labels
+# and ids never become metric labels.
 ACTION_STATUS = Counter(
-    "heal_action_status_total", "Action status changes, by the status entered", ["status"]
+    "heal_action_status_total",
+    "Action status changes, by the status entered",
+    ["status", "rule", "action"],
 )
 WAKE_LATENESS = Histogram(
     "heal_wake_lateness_seconds",
@@ -23,7 +27,7 @@ WAKE_LATENESS = Histogram(
 NODE_LATENCY = Histogram(
     "heal_node_duration_seconds",
     "Time to run one node (the remote call included)",
-    ["plugin", "outcome"],
+    ["plugin", "outcome", "rule", "action"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 STALE_WAKES = Counter(

@@ -134,10 +134,10 @@ class EmbeddedRuntime:
 
     async def _run(self, engine: Engine, row: dict[str, Any]) -> None:
         try:
-            await engine.wake(row["id"], row["version"], row)
-        except Exception:
-            # The lease stays; the wake comes back when it runs out.
-            log.exception("wake failed", action_id=row["id"])
+            # Logged by the engine, with its rule; the lease stays, so the wake comes back
+            # when it runs out.
+            with contextlib.suppress(Exception):
+                await engine.wake(row["id"], row["version"], row)
         finally:
             self._running -= 1
             self._slots.release()
