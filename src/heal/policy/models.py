@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from heal.domain.actions import Signal
-from heal.domain.approvals import TimeWindow
+from heal.domain.approvals import OnResolve, TimeWindow
 from heal.domain.matchers import LabelMatcher
 from heal.policy.expressions import ValueFormat, check_expression, check_template
 
@@ -177,6 +177,13 @@ class ApprovalRequirement(_Strict):
     required_signatures: Annotated[int, Field(ge=1, le=10)] = 1
     approver_groups: list[str] = Field(default_factory=list)
     expires_in: Annotated[int, Field(ge=60, le=7 * 86400)] = 1800
+    on_resolve: OnResolve = Field(
+        default=OnResolve.OBSOLETE,
+        description="When the incident resolves (all its alerts resolved) while the "
+        "approval is pending: 'obsolete' ends the approval and skips the action (the "
+        "remediation is no longer needed); 'keep' leaves it pending, so approving still "
+        "runs the action.",
+    )
 
 
 class AutoApprove(_Strict):
