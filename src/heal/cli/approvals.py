@@ -28,14 +28,16 @@ silences = typer.Typer(
 
 @app.command("list")
 def list_approvals(
-    status: str = typer.Option("pending", help="pending, approved, rejected, expired or all."),
+    status: str = typer.Option(
+        "pending", help="pending, approved, rejected, expired, obsolete or all."
+    ),
     limit: int = typer.Option(50, min=1, max=500),
     database_url: DatabaseUrl = None,
 ) -> None:
     """Approvals, newest first."""
-    if status not in ("pending", "approved", "rejected", "expired", "all"):
+    if status not in ("pending", "approved", "rejected", "expired", "obsolete", "all"):
         raise typer.BadParameter(
-            "pending, approved, rejected, expired or all", param_hint="--status"
+            "pending, approved, rejected, expired, obsolete or all", param_hint="--status"
         )
     settings = make_settings(database_url=database_url)
 
