@@ -192,7 +192,7 @@ async def test_who_may_not_approve_gets_403(
     assert count == 0
 
 
-async def test_unanswered_approval_expires_and_resolves_the_incident_as_timeout(
+async def test_unanswered_approval_expires_and_leaves_the_incident_to_its_alerts(
     make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
 ) -> None:
     fake, _ = itsm
@@ -208,7 +208,7 @@ async def test_unanswered_approval_expires_and_resolves_the_incident_as_timeout(
     assert incident is not None
     assert (approval["status"], approval["reason"]) == ("expired", "timeout")
     assert approval["archived_at"] == clock.now
-    assert (incident["status"], incident["resolution"]) == ("resolved", "timeout")
+    assert (incident["status"], incident["resolution"]) == ("open", None)  # its alert fires
     alice, _ = await _user(heal, "alice")
     with pytest.raises(ApprovalClosed):
         await heal.approvals.sign(approval_id, alice, approve=True)

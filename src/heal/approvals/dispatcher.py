@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from heal.domain.approvals import ApprovalStatus
 from heal.domain.incidents import IncidentStatus
 from heal.domain.redaction import Redactor
@@ -193,6 +195,8 @@ class ChatDispatcher:
                 if approval is not None
                 else None
             )
+            if row["kind"] == "update" and await self._moot_news(connection, row, approval):
+                raise _Skip("the approval became obsolete before its card was sent: no news")
         assert incident is not None  # a foreign key
         if row["kind"] == "card":
             if incident["status"] != IncidentStatus.OPEN.value:
@@ -201,6 +205,24 @@ class ChatDispatcher:
                 raise _Skip("the approval is no longer pending: no card")
         card = card_for(incident, approval, action) if approval and action else None
         return _Context(incident, approval, action, card)
+
+    async def _moot_news(
+        self, connection: AsyncConnection, row: dict[str, Any], approval: dict[str, Any] | None
+    ) -> bool:
+        """The end of an obsolete approval that no chat ever showed: nobody was asked."""
+        if approval is None or approval["status"] != ApprovalStatus.OBSOLETE.value:
+            return False
+        for channel in self.channels:
+            provider = channel.provider
+            if await notifications_repo.card_of(
+                connection, provider=provider, approval_id=approval["id"]
+            ):
+                return False
+            if await notifications_repo.unsent_card(
+                connection, approval["id"], provider, row["id"]
+            ):
+                return False
+        return True
 
     async def _send(self, channel: ChatChannel, row: dict[str, Any], context: _Context) -> None:
         provider = channel.provider

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from heal.domain.actions import TERMINAL_STATUSES, ActionStatus
+from heal.approvals.lifecycle import end_obsolete
+from heal.domain.actions import ActionStatus
 from heal.domain.approvals import (
     ApprovalStatus,
     Signer,
@@ -24,7 +24,6 @@ from heal.domain.approvals import (
     check_may_sign,
     quorum_reached,
 )
-from heal.domain.incidents import IncidentStatus
 from heal.domain.redaction import Redactor
 from heal.domain.timeline import EventKind, TimelineEntry
 from heal.engine.engine import utcnow
@@ -33,14 +32,10 @@ from heal.engine.machine import ActionState
 from heal.store import (
     actions_repo,
     approvals_repo,
-    incidents_repo,
     notifications_repo,
     timeline_repo,
 )
 from heal.store.db import Database
-from heal.store.tables import actions
-
-_TERMINAL = [s.value for s in TERMINAL_STATUSES]
 
 
 class ApprovalNotFound(Exception):
@@ -50,8 +45,9 @@ class ApprovalNotFound(Exception):
 class ApprovalClosed(Exception):
     """The approval is no longer pending (409)."""
 
-    def __init__(self, status: str) -> None:
-        super().__init__(f"the approval is {status}, no longer pending")
+    def __init__(self, status: str, reason: str | None = None) -> None:
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"the approval is {status}{why}, no longer pending")
         self.status = status
 
 
@@ -96,7 +92,8 @@ class ApprovalService:
             assert action is not None
             assert approval is not None
             if approval["status"] != ApprovalStatus.PENDING.value:
-                raise ApprovalClosed(approval["status"])
+                obsolete = approval["status"] == ApprovalStatus.OBSOLETE.value
+                raise ApprovalClosed(approval["status"], approval["reason"] if obsolete else None)
             if now >= approval["expires_at"] or action["status"] != ActionStatus.WAITING.value:
                 raise ApprovalClosed(
                     "expired"
@@ -251,6 +248,14 @@ class ApprovalService:
             await self._expired(connection, before, now)
         elif after.approval_outcome in ("approved", "rejected"):
             await self._decided_by_ticket(connection, before, after, now)
+        elif before["status"] == ActionStatus.WAITING.value and after.status.is_terminal:
+            # Cancelled (or failed in an approval ticket's nodes) while waiting: nothing
+            # is left for the approval to allow. Its update closes the card.
+            reason = f"its action ended {after.status.value}" + (
+                f": {after.message}" if after.message else ""
+            )
+            if await end_obsolete(connection, before, reason, now, self.redact):
+                return
         approval = await approvals_repo.for_action(connection, before["id"])
         if approval is not None and after.status in (
             ActionStatus.RUNNING,
@@ -308,6 +313,8 @@ class ApprovalService:
     async def _expired(
         self, connection: AsyncConnection, action: dict[str, Any], now: datetime
     ) -> None:
+        """The approval expired and the action is skipped; the incident stays as its
+        alerts say (open while any fires): resolving incidents is the alerts' business."""
         approval = await approvals_repo.for_action(connection, action["id"])
         if approval is None or not await approvals_repo.finish(
             connection, approval["id"], ApprovalStatus.EXPIRED, now, None, "timeout"
@@ -332,41 +339,36 @@ class ApprovalService:
             approval_id=approval["id"],
             action_id=action["id"],
         )
-        pending = (
-            await connection.execute(
-                select(actions.c.id)
-                .where(
-                    actions.c.incident_id == action["incident_id"],
-                    actions.c.id != action["id"],
-                    actions.c.status.not_in(_TERMINAL),
-                )
-                .limit(1)
-            )
-        ).first()
-        incident = await incidents_repo.get(connection, action["incident_id"])
-        if pending is None and incident and incident["status"] == IncidentStatus.OPEN.value:
-            await incidents_repo.resolve(connection, [action["incident_id"]], now, "timeout")
-            notes.append(
-                TimelineEntry(
-                    EventKind.INCIDENT_RESOLVED,
-                    "incident resolved: its approval timed out and nothing else is pending",
-                    {"resolution": "timeout"},
-                )
-            )
         await timeline_repo.append(connection, action["incident_id"], notes, now, self.redact)
 
     # -- the sweeper ------------------------------------------------------------------------
     async def expired_batch(self, limit: int) -> list[tuple[int, int]]:
         """(action id, version) of waiting actions whose approval is past its expiry."""
         now = self.clock()
+        found: list[tuple[int, int]] = []
+        orphans: list[int] = []
         async with self.db.read() as connection:
             due = await approvals_repo.expired_pending(connection, now, limit)
-            found = []
             for item in due:
-                row = await actions_repo.load(connection, item["action_id"])
+                row = await actions_repo.load(connection, item["action_id"], snapshots=False)
                 if row is not None and row["status"] == ActionStatus.WAITING.value:
                     found.append((row["id"], row["version"]))
-            return found
+                elif row is not None and ActionStatus(row["status"]).is_terminal:
+                    orphans.append(row["id"])
+        if orphans:
+            await self._end_orphans(orphans, now)
+        return found
+
+    async def _end_orphans(self, action_ids: list[int], now: datetime) -> None:
+        """Approvals left pending by actions that ended without them (before heal ended
+        such approvals): obsolete, so they neither linger nor hold up the sweep."""
+        async with self.db.write() as connection:
+            for action_id in action_ids:
+                action = await actions_repo.load(connection, action_id, for_update=True)
+                if action is None or not ActionStatus(action["status"]).is_terminal:
+                    continue
+                reason = f"its action had already ended {action['status']}"
+                await end_obsolete(connection, action, reason, now, self.redact)
 
 
 def _entry(action: dict[str, Any], kind: EventKind, message: str, **data: Any) -> TimelineEntry:

@@ -39,6 +39,7 @@ class StatusFilter(StrEnum):
     APPROVED = ApprovalStatus.APPROVED.value
     REJECTED = ApprovalStatus.REJECTED.value
     EXPIRED = ApprovalStatus.EXPIRED.value
+    OBSOLETE = ApprovalStatus.OBSOLETE.value
     ALL = "all"
 
 

@@ -26,6 +26,11 @@ _STATUS_STYLES = {
     "skipped": "yellow",
     "shield": "yellow",
     "blocked": "yellow",
+    "pending": "cyan",
+    "approved": "green",
+    "rejected": "red",
+    "expired": "yellow",
+    "obsolete": "dim",
 }
 _KIND_STYLES = {
     EventKind.ALERT_RECEIVED.value: "yellow",

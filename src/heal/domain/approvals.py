@@ -47,10 +47,20 @@ class ApprovalStatus(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    # Ended unanswered because its action can no longer run (incident resolved, action
+    # cancelled): not a decision by anyone, so neither rejected nor expired.
+    OBSOLETE = "obsolete"
 
     @property
     def is_final(self) -> bool:
         return self is not ApprovalStatus.PENDING
+
+
+class OnResolve(StrEnum):
+    """What a pending approval becomes when its incident resolves."""
+
+    OBSOLETE = "obsolete"  # the approval ends and its action is skipped
+    KEEP = "keep"  # it stays pending: approving still runs the action
 
 
 class RiskLevel(IntEnum):

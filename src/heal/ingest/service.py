@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.approvals.gate import Silence, auto_approval, expiry, requirement
+from heal.approvals.lifecycle import on_incidents_resolved
 from heal.domain.actions import ActionStatus, Signal
 from heal.domain.alerts import Alert, AlertStatus, IngestVerdict, classify
 from heal.domain.approvals import HEAL_REQUESTER, ApprovalStatus
@@ -316,6 +317,8 @@ class IngestService:
             report.incidents_resolved = len(done)
 
             await timeline_repo.append_rows(connection, timeline, self.redact)
+            # After the resolution's own entries, so the timeline reads in order.
+            await on_incidents_resolved(connection, done, now, self.redact)
 
         if rows:
             self.scheduler.committed(now)
@@ -372,6 +375,9 @@ class IngestService:
                 next_wake_at=now,
             )
         row["_approval"] = needed
+        # Kept with the action: what the approval asked for, e.g. its on_resolve choice,
+        # must not change with a later policy reload.
+        row["config"] = {**row["config"], "approval": needed.model_dump(mode="json")}
 
     async def _request_approval(
         self,

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from heal.domain.actions import Signal
-from heal.domain.approvals import TimeWindow
+from heal.domain.approvals import OnResolve, TimeWindow
 from heal.domain.matchers import LabelMatcher
 from heal.policy.expressions import ValueFormat, check_expression, check_template
 
@@ -232,6 +232,10 @@ class ApprovalRequirement(_Strict):
     """Signers must be in one of these groups; empty: any approver."""
     expires_in: Annotated[int, Field(ge=60, le=7 * 86400)] = 1800
     """Seconds until an unanswered approval expires and the action is skipped (60 s to 7 days)."""
+    on_resolve: OnResolve = OnResolve.OBSOLETE
+    """When the incident resolves (all its alerts resolved) while the approval is pending:
+    'obsolete' ends the approval and skips the action (the remediation is no longer
+    needed); 'keep' leaves it pending, so approving still runs the action."""
 
 
 class AutoApprove(_Strict):
