@@ -39,9 +39,10 @@ class Settings(BaseSettings):
     max_pending_writes: Annotated[int, Field(ge=1)] = 64
     db_pool_size: Annotated[int, Field(ge=1)] = 10
     # Distributed runtime: a worker silent this long is dead and its wakes are retried;
-    # the sweeper and the stalled-job retry run this often.
+    # the sweeper and the stalled-job retry run this often (a divisor of 60: a cron's
+    # seconds field restarts each minute).
     stalled_after: Annotated[int, Field(ge=2, le=3600)] = 30
-    sweep_interval: Annotated[int, Field(ge=1, le=59)] = 30
+    sweep_interval: Annotated[int, Field(ge=1, le=60)] = 30
     shutdown_grace: Annotated[float, Field(ge=0)] = 10.0
     # Chat approvals. Telegram: a bot token from @BotFather, the chat (group) the cards go
     # to, and the secret_token given to setWebhook. Slack: a bot token (xoxb-), the app's
@@ -64,6 +65,15 @@ class Settings(BaseSettings):
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("sweep_interval")
+    @classmethod
+    def _divides_a_minute(cls, value: int) -> int:
+        if 60 % value:
+            raise ValueError(
+                "HEAL_SWEEP_INTERVAL must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)"
+            )
         return value
 
     @model_validator(mode="after")

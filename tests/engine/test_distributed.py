@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from typing import Any
 
 import pytest
 from conftest import HealFactory
 from helpers import Clock, alert, policy_text
+from procrastinate.periodic import PeriodicDeferrer
+from pydantic import ValidationError
 from sqlalchemy import text
 
 from heal.demo.itsm import FakeITSM
 from heal.engine.interfaces import NodeCall, NodeResult
 from heal.runtime.distributed import ProcrastinateRuntime, action_lock, conninfo
+from heal.settings import Settings
 from heal.store import actions_repo, timeline_repo
+from heal.store.db import Database
 
 pytestmark = pytest.mark.postgres
 
@@ -155,3 +160,37 @@ async def test_sweeper_gives_a_lost_wake_back(
     assert await heal.runtime.sweep() == 1
     assert [j["status"] for j in await _jobs(heal)] == ["todo"]
     assert await heal.runtime.sweep() == 0  # idempotent
+
+
+def _fire_times(
+    runtime: ProcrastinateRuntime, periodic_id: str, start: int, seconds: int
+) -> list[int]:
+    """When procrastinate's own deferrer, polled each second, defers the periodic task."""
+    deferrer = PeriodicDeferrer(runtime.app.periodic_registry)
+    fired: list[int] = []
+    for now in range(start, start + seconds):
+        fired += [
+            timestamp
+            for task, timestamp in deferrer.get_previous_tasks(at=now)
+            if task.periodic_id == periodic_id
+        ]
+    return fired
+
+
+@pytest.mark.parametrize("interval", [30, 2])
+@pytest.mark.parametrize("periodic_id", ["sweep", "retry-stalled"])
+async def test_recovery_runs_every_sweep_interval(periodic_id: str, interval: int) -> None:
+    db = Database("postgresql+psycopg://heal@127.0.0.1/never-connected")
+    try:
+        runtime = ProcrastinateRuntime(db, sweep_interval=interval)
+        fired = _fire_times(runtime, periodic_id, start=1_800_000_007, seconds=10 * 60)
+    finally:
+        await db.dispose()
+    gaps = {later - earlier for earlier, later in itertools.pairwise(fired)}
+    assert gaps == {interval}
+    assert len(fired) >= 10 * 60 // interval
+
+
+def test_a_sweep_interval_that_does_not_divide_a_minute_is_refused() -> None:
+    with pytest.raises(ValidationError, match="HEAL_SWEEP_INTERVAL must divide 60"):
+        Settings(sweep_interval=45)

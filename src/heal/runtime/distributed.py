@@ -46,6 +46,18 @@ def action_lock(action_id: int) -> str:
     return f"heal-action-{action_id}"
 
 
+def every_seconds(interval: int) -> str:
+    """A procrastinate cron that fires every ``interval`` seconds.
+
+    croniter reads a sixth field as *seconds*, so the interval goes there; in the first
+    (minutes) field it fired every second of minutes :00 and :30 only. The seconds field
+    restarts each minute, so only a divisor of 60 gives equal gaps.
+    """
+    if interval < 1 or 60 % interval:
+        raise ValueError(f"a sweep interval must divide 60 seconds, not {interval}")
+    return f"* * * * * */{interval}"
+
+
 def conninfo(database_url: str) -> str:
     """``postgresql+psycopg://…`` (SQLAlchemy) as a libpq URL for procrastinate."""
     url = make_url(database_url)
@@ -70,7 +82,7 @@ class ProcrastinateRuntime:
         # and its running wakes are stalled.
         self.stalled_after = stalled_after
         self.shutdown_grace = shutdown_grace
-        sweep_cron = f"*/{sweep_interval} * * * * *"
+        sweep_cron = every_seconds(sweep_interval)
         self.app = procrastinate.App(
             connector=procrastinate.PsycopgConnector(
                 conninfo=conninfo(database.url),
