@@ -10,13 +10,15 @@ from typing import Any
 import pytest
 from conftest import HealFactory
 from helpers import Clock, alert, policy_text
+from procrastinate.jobs import Job
 from procrastinate.periodic import PeriodicDeferrer
 from pydantic import ValidationError
 from sqlalchemy import text
+from structlog.testing import capture_logs
 
 from heal.demo.itsm import FakeITSM
 from heal.engine.interfaces import NodeCall, NodeResult
-from heal.runtime.distributed import ProcrastinateRuntime, action_lock, conninfo
+from heal.runtime.distributed import QUEUE, ProcrastinateRuntime, action_lock, conninfo
 from heal.settings import Settings
 from heal.store import actions_repo, timeline_repo
 from heal.store.db import Database
@@ -194,3 +196,56 @@ async def test_recovery_runs_every_sweep_interval(periodic_id: str, interval: in
 def test_a_sweep_interval_that_does_not_divide_a_minute_is_refused() -> None:
     with pytest.raises(ValidationError, match="HEAL_SWEEP_INTERVAL must divide 60"):
         Settings(sweep_interval=45)
+
+
+async def _worker_dies_holding_a_wake(heal: Any, clock: Clock) -> ProcrastinateRuntime:
+    """A worker fetched the action's wake and was SIGKILLed: no heartbeat, job ``doing``."""
+    runtime = heal.runtime
+    assert isinstance(runtime, ProcrastinateRuntime)
+    manager = runtime.app.job_manager
+    worker_id = await manager.register_worker()
+    job: Job | None = await manager.fetch_job(queues=[QUEUE], worker_id=worker_id)
+    assert job is not None
+    runtime.stalled_after = 0  # its last heartbeat is already too old
+    runtime.clock = clock
+    return runtime
+
+
+async def _recoveries(heal: Any, action_id: int) -> list[str]:
+    async with heal.db.read() as connection:
+        events = await timeline_repo.for_action(connection, action_id)
+    return [e["message"] for e in events if e["kind"] == "action.wake_recovered"]
+
+
+async def test_a_wake_lost_with_its_worker_is_re_run_and_the_timeline_says_so(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    fake, url = itsm
+    heal = await make_heal(policy_text(url), clock=clock)
+    await heal.ingest.ingest([alert()])
+    runtime = await _worker_dies_holding_a_wake(heal, clock)
+    clock.advance(40)
+    with capture_logs() as logs:
+        assert await runtime.retry_stalled() == 1
+    assert [(j["status"], j["args"]["version"]) for j in await _jobs(heal)] == [("todo", 0)]
+    assert await _recoveries(heal, 1) == ["worker lost, wake re-run after 40 s"]
+    (line,) = [e for e in logs if e["event"] == "recovered wakes of dead workers"]
+    assert (line["re_run"], line["already_done"]) == (1, 0)
+    await heal.engine.wake(1, 0)  # the re-run does the work the lost wake did not
+    assert fake.tickets_created == 1
+
+
+async def test_a_wake_that_committed_before_its_worker_died_leaves_no_failed_job(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    _, url = itsm
+    heal = await make_heal(policy_text(url), clock=clock)
+    await heal.ingest.ingest([alert()])
+    runtime = await _worker_dies_holding_a_wake(heal, clock)
+    await heal.engine.wake(1, 0)  # committed, and deferred the next wake; then the kill
+    with capture_logs() as logs:
+        assert await runtime.retry_stalled() == 0
+    assert [(j["status"], j["args"]["version"]) for j in await _jobs(heal)] == [("todo", 1)]
+    assert await _recoveries(heal, 1) == []
+    (line,) = [e for e in logs if e["event"] == "recovered wakes of dead workers"]
+    assert (line["re_run"], line["already_done"]) == (0, 1)
