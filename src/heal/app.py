@@ -76,6 +76,7 @@ class Heal:
             pool_size=settings.db_pool_size,
             max_pending_writes=settings.max_pending_writes,
         )
+        redact = Redactor(masked)
         runtime: Runtime
         if settings.runtime == "procrastinate":
             runtime = ProcrastinateRuntime(
@@ -84,11 +85,11 @@ class Heal:
                 stalled_after=settings.stalled_after,
                 sweep_interval=settings.sweep_interval,
                 shutdown_grace=settings.shutdown_grace,
+                redact=redact,
             )
         else:
             runtime = EmbeddedRuntime(db, concurrency=settings.workers)
         http = HttpPlugin()
-        redact = Redactor(masked)
         approvals = ApprovalService(db, runtime, redact)
         engine = Engine(db, runtime, {http.type: http}, secrets, hook=approvals)
         ruleset = RuleSet(policy)

@@ -50,9 +50,10 @@ class Settings(BaseSettings):
     max_pending_writes: Annotated[int, Field(ge=1)] = 64
     db_pool_size: Annotated[int, Field(ge=1)] = 10
     # Distributed runtime: a worker silent this long is dead and its wakes are retried;
-    # the sweeper and the stalled-job retry run this often.
+    # the sweeper and the stalled-job retry run this often (a divisor of 60: a cron's
+    # seconds field restarts each minute).
     stalled_after: Annotated[int, Field(ge=2, le=3600)] = 30
-    sweep_interval: Annotated[int, Field(ge=1, le=59)] = 30
+    sweep_interval: Annotated[int, Field(ge=1, le=60)] = 30
     shutdown_grace: Annotated[float, Field(ge=0)] = 10.0
     # Chat approvals. Telegram: a bot token from @BotFather, the chat (group) the cards go
     # to, and the secret_token given to setWebhook. Slack: a bot token (xoxb-), the app's
@@ -179,6 +180,13 @@ class Settings(BaseSettings):
         if value and not _SLACK_CHANNEL.fullmatch(value):
             raise ValueError("must be a channel id such as C0123456789")
         return value or None
+
+    @field_validator("sweep_interval")
+    @classmethod
+    def _divides_a_minute(cls, value: int) -> int:
+        if 60 % value:
+            raise ValueError("must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
+        return value
 
     @model_validator(mode="after")
     def _chat_complete(self) -> Settings:

@@ -272,5 +272,12 @@ def test_db_migrate_to_an_empty_database(populated: str, tmp_path: Path) -> None
     moved = heal_cli("incidents", "list", "--database-url", target)
     assert "service=payments" in moved.output
     again = heal_cli("db", "migrate-to", target, "--database-url", populated)
-    assert again.exit_code == 1
-    assert "already holds heal data" in again.output
+    assert again.exit_code == 2
+    assert "already holds heal data: incidents (2)" in again.output
+    assert "--force" in again.output
+    assert "Traceback" not in again.output
+    forced = heal_cli("db", "migrate-to", target, "--database-url", populated, "--force", "--json")
+    assert forced.exit_code == 0, forced.output
+    summary = json.loads(forced.output)
+    assert summary["tables"]["incidents"] == summary["tables"]["actions"] == 2
+    assert set(summary["tables"]) >= {"users", "approvals", "notifications", "timeline"}

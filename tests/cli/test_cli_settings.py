@@ -28,7 +28,7 @@ BAD_VALUES = {
     "max_pending_writes": "0",
     "db_pool_size": "0",
     "stalled_after": "1",
-    "sweep_interval": "60",
+    "sweep_interval": "7",
     "shutdown_grace": "-1",
     "telegram_bot_token": SECRET,
     "telegram_chat_id": "my group",

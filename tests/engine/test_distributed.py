@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from typing import Any
 
 import pytest
 from conftest import HealFactory
 from helpers import Clock, alert, policy_text
+from procrastinate.jobs import Job
+from procrastinate.periodic import PeriodicDeferrer
+from pydantic import ValidationError
 from sqlalchemy import text
+from structlog.testing import capture_logs
 
 from heal.demo.itsm import FakeITSM
 from heal.engine.interfaces import NodeCall, NodeResult
-from heal.runtime.distributed import ProcrastinateRuntime, action_lock, conninfo
+from heal.runtime.distributed import QUEUE, ProcrastinateRuntime, action_lock, conninfo
+from heal.settings import Settings
 from heal.store import actions_repo, timeline_repo
+from heal.store.db import Database
 
 pytestmark = pytest.mark.postgres
 
@@ -155,3 +162,90 @@ async def test_sweeper_gives_a_lost_wake_back(
     assert await heal.runtime.sweep() == 1
     assert [j["status"] for j in await _jobs(heal)] == ["todo"]
     assert await heal.runtime.sweep() == 0  # idempotent
+
+
+def _fire_times(
+    runtime: ProcrastinateRuntime, periodic_id: str, start: int, seconds: int
+) -> list[int]:
+    """When procrastinate's own deferrer, polled each second, defers the periodic task."""
+    deferrer = PeriodicDeferrer(runtime.app.periodic_registry)
+    fired: list[int] = []
+    for now in range(start, start + seconds):
+        fired += [
+            timestamp
+            for task, timestamp in deferrer.get_previous_tasks(at=now)
+            if task.periodic_id == periodic_id
+        ]
+    return fired
+
+
+@pytest.mark.parametrize("interval", [30, 2])
+@pytest.mark.parametrize("periodic_id", ["sweep", "retry-stalled"])
+async def test_recovery_runs_every_sweep_interval(periodic_id: str, interval: int) -> None:
+    db = Database("postgresql+psycopg://heal@127.0.0.1/never-connected")
+    try:
+        runtime = ProcrastinateRuntime(db, sweep_interval=interval)
+        fired = _fire_times(runtime, periodic_id, start=1_800_000_007, seconds=10 * 60)
+    finally:
+        await db.dispose()
+    gaps = {later - earlier for earlier, later in itertools.pairwise(fired)}
+    assert gaps == {interval}
+    assert len(fired) >= 10 * 60 // interval
+
+
+def test_a_sweep_interval_that_does_not_divide_a_minute_is_refused() -> None:
+    with pytest.raises(ValidationError, match="must divide 60"):
+        Settings(sweep_interval=45)
+
+
+async def _worker_dies_holding_a_wake(heal: Any, clock: Clock) -> ProcrastinateRuntime:
+    """A worker fetched the action's wake and was SIGKILLed: no heartbeat, job ``doing``."""
+    runtime = heal.runtime
+    assert isinstance(runtime, ProcrastinateRuntime)
+    manager = runtime.app.job_manager
+    worker_id = await manager.register_worker()
+    job: Job | None = await manager.fetch_job(queues=[QUEUE], worker_id=worker_id)
+    assert job is not None
+    runtime.stalled_after = 0  # its last heartbeat is already too old
+    runtime.clock = clock
+    return runtime
+
+
+async def _recoveries(heal: Any, action_id: int) -> list[str]:
+    async with heal.db.read() as connection:
+        events = await timeline_repo.for_action(connection, action_id)
+    return [e["message"] for e in events if e["kind"] == "action.wake_recovered"]
+
+
+async def test_a_wake_lost_with_its_worker_is_re_run_and_the_timeline_says_so(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    fake, url = itsm
+    heal = await make_heal(policy_text(url), clock=clock)
+    await heal.ingest.ingest([alert()])
+    runtime = await _worker_dies_holding_a_wake(heal, clock)
+    clock.advance(40)
+    with capture_logs() as logs:
+        assert await runtime.retry_stalled() == 1
+    assert [(j["status"], j["args"]["version"]) for j in await _jobs(heal)] == [("todo", 0)]
+    assert await _recoveries(heal, 1) == ["worker lost, wake re-run after 40 s"]
+    (line,) = [e for e in logs if e["event"] == "recovered wakes of dead workers"]
+    assert (line["re_run"], line["already_done"]) == (1, 0)
+    await heal.engine.wake(1, 0)  # the re-run does the work the lost wake did not
+    assert fake.tickets_created == 1
+
+
+async def test_a_wake_that_committed_before_its_worker_died_leaves_no_failed_job(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    _, url = itsm
+    heal = await make_heal(policy_text(url), clock=clock)
+    await heal.ingest.ingest([alert()])
+    runtime = await _worker_dies_holding_a_wake(heal, clock)
+    await heal.engine.wake(1, 0)  # committed, and deferred the next wake; then the kill
+    with capture_logs() as logs:
+        assert await runtime.retry_stalled() == 0
+    assert [(j["status"], j["args"]["version"]) for j in await _jobs(heal)] == [("todo", 1)]
+    assert await _recoveries(heal, 1) == []
+    (line,) = [e for e in logs if e["event"] == "recovered wakes of dead workers"]
+    assert (line["re_run"], line["already_done"]) == (0, 1)

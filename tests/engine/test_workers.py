@@ -12,7 +12,7 @@ import httpx
 import pytest
 from helpers import AUTH, am_alert, am_payload, policy_text
 from processes import HealProcess
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from heal.demo.itsm import FakeITSM, serve_in_background, stop
 from heal.store.db import Database
@@ -40,6 +40,21 @@ async def _statuses(database_url: str) -> dict[str, int]:
                 select(actions.c.status, func.count()).group_by(actions.c.status)
             )
             return {status: count for status, count in rows}
+    finally:
+        await db.dispose()
+
+
+async def _failed_wakes(database_url: str) -> int:
+    db = Database(database_url)
+    try:
+        async with db.read() as connection:
+            result = await connection.execute(
+                text(
+                    "SELECT count(*) FROM procrastinate_jobs "
+                    "WHERE task_name = 'heal.wake' AND status = 'failed'"
+                )
+            )
+            return int(result.scalar_one())
     finally:
         await db.dispose()
 
@@ -96,11 +111,13 @@ async def test_three_workers_one_killed_every_action_once(
                 await asyncio.sleep(0.1)
             workers[0].kill()
             statuses = await _wait_all_terminal(fresh_postgres_url, ACTIONS, timeout=240)
+            failed = await _failed_wakes(fresh_postgres_url)
     finally:
         for process in [api, *workers]:
             process.terminate()
 
     assert statuses == {"success": ACTIONS}, log.read_text()[-4000:]
+    assert failed == 0  # the killed worker's wakes were re-run or cleaned up, none left failed
     assert fake.tickets_created == ACTIONS  # no ticket twice, killed worker or not
     assert fake.overlaps == 0  # never two requests for one action at once
 

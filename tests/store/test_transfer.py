@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 import pytest
 from conftest import HealFactory
 from helpers import TOKEN, Clock, alert, drive, policy_text
+from sqlalchemy import Table, select
 
 from heal.app import Heal
 from heal.demo.itsm import FakeITSM
+from heal.domain.approvals import Role, Signer
 from heal.policy import load_policy_text
-from heal.settings import Settings
-from heal.store import actions_repo, incidents_repo, transfer
+from heal.settings import Settings, hash_token
+from heal.store import (
+    actions_repo,
+    approvals_repo,
+    incidents_repo,
+    notifications_repo,
+    silences_repo,
+    transfer,
+    users_repo,
+)
 from heal.store.db import Database
+from heal.store.tables import metadata
+
+APPROVAL = """
+approval:
+  enabled: true
+  require: {required_signatures: 2, approver_groups: [sre], expires_in: 600}
+"""
 
 pytestmark = pytest.mark.postgres
 
@@ -42,8 +62,9 @@ async def test_migrate_to_postgres_copies_all_and_in_flight_actions_finish_there
         )
         assert copied == before
         assert await transfer.count_rows(target_db) == before
-        assert ("timeline", before[-1].rows) in seen
-        with pytest.raises(transfer.TargetNotEmpty):
+        timeline_rows = next(count.rows for count in before if count.name == "timeline")
+        assert ("timeline", timeline_rows) in seen
+        with pytest.raises(transfer.TargetNotEmpty, match="incidents"):
             await transfer.copy_database(source.db, target_db)
     finally:
         await target_db.dispose()
@@ -70,3 +91,87 @@ async def test_migrate_to_postgres_copies_all_and_in_flight_actions_finish_there
         assert incident["title"] == "CheckoutDown (service=s0)"
     finally:
         await target.stop()
+
+
+async def _fill_every_table(heal: Heal, clock: Clock) -> None:
+    """Rows in every table, made the way heal makes them."""
+    report = await heal.ingest.ingest([alert(service="needs-approval")])
+    async with heal.db.write() as connection:
+        alice = await users_repo.add(connection, "alice", "approver", ["sre"], clock.now)
+        await users_repo.add_token(connection, alice, hash_token("alice-token"), "cli", clock.now)
+        await users_repo.link_chat(connection, alice, "telegram", "1001")
+        await silences_repo.add(
+            connection,
+            {
+                "matchers": [{"name": "service", "value": "noisy", "type": "="}],
+                "starts_at": clock.now,
+                "ends_at": clock.now + timedelta(hours=1),
+                "created_by": "alice",
+                "comment": "maintenance",
+                "created_at": clock.now,
+            },
+        )
+        (action,) = await incidents_repo.actions_of(connection, report.incident_ids[0])
+        approval = await approvals_repo.for_action(connection, action["id"])
+        assert approval is not None
+        await notifications_repo.record_card(
+            connection,
+            incident_id=report.incident_ids[0],
+            approval_id=approval["id"],
+            provider="telegram",
+            chat_id="-100",
+            message_id="7",
+            thread_id=None,
+            now=clock.now,
+        )
+    signer = Signer("alice", Role.parse("approver"), frozenset({"sre"}))
+    await heal.approvals.sign(approval["id"], signer, approve=True, comment="one of two")
+
+
+async def _all_rows(database: Database, table: Table) -> list[dict[str, Any]]:
+    async with database.read() as connection:
+        result = await connection.execute(select(table).order_by(*table.primary_key.columns))
+        return [dict(row._mapping) for row in result]
+
+
+async def test_migrate_to_postgres_copies_every_row_of_every_table(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock, fresh_postgres_url: str
+) -> None:
+    _, url = itsm
+    source = await make_heal(policy_text(url) + APPROVAL, clock=clock)
+    source.approvals.clock = clock
+    await _fill_every_table(source, clock)
+    empty = [c.name for c in await transfer.count_rows(source.db) if c.rows == 0]
+    assert empty == []  # a new table needs rows in _fill_every_table
+    assert {c.name for c in await transfer.count_rows(source.db)} == set(metadata.tables)
+
+    target_db = Database(fresh_postgres_url)
+    try:
+        copied = await transfer.copy_database(source.db, target_db)
+        assert copied == await transfer.count_rows(source.db)
+        for table in metadata.sorted_tables:
+            assert await _all_rows(target_db, table) == await _all_rows(source.db, table), table
+        async with target_db.write() as connection:
+            next_user = await users_repo.add(connection, "bob", "viewer", [], clock.now)
+        assert next_user == 2  # the id sequence moved past the copied ids
+    finally:
+        await target_db.dispose()
+
+
+async def test_force_replaces_what_the_target_holds(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock, fresh_postgres_url: str
+) -> None:
+    _, url = itsm
+    source = await make_heal(policy_text(url), clock=clock)
+    await source.ingest.ingest([alert(service="a"), alert(service="b")])
+    target_db = Database(fresh_postgres_url)
+    try:
+        await transfer.copy_database(source.db, target_db)
+        async with target_db.write() as connection:
+            await users_repo.add(connection, "only-on-the-target", "viewer", [], clock.now)
+        with pytest.raises(transfer.TargetNotEmpty, match=r"users \(1\)"):
+            await transfer.copy_database(source.db, target_db)
+        await transfer.copy_database(source.db, target_db, force=True)
+        assert await transfer.count_rows(target_db) == await transfer.count_rows(source.db)
+    finally:
+        await target_db.dispose()

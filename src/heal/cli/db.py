@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -85,18 +86,34 @@ def migrate_to(
         str, typer.Argument(help="URL of the new, empty database", show_default=False)
     ],
     database_url: DatabaseUrl = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="replace the heal data the target already holds")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the result as one JSON object")
+    ] = False,
 ) -> None:
-    """Copy everything to another (empty) database, e.g. SQLite to PostgreSQL.
+    """Copy every table to another (empty) database, e.g. SQLite to PostgreSQL.
 
-    Stop heal first. In-flight actions continue on the target where they were; with
-    HEAL_RUNTIME=procrastinate set, their wakes become procrastinate jobs there.
+    Stop heal first. Row counts of every table are compared after the copy. In-flight
+    actions continue on the target where they were; with HEAL_RUNTIME=procrastinate
+    set, their wakes become procrastinate jobs there.
     """
     settings = make_settings(database_url=database_url)
     target = settings.model_copy(update={"database_url": target_url})
-    copied, woken = run(_migrate_to(settings, target), target_url)
+    copied, woken = run(_migrate_to(settings, target, force=force, quiet=as_json), target_url)
+    if as_json:
+        result = {
+            "target": safe_url(target_url),
+            "runtime": target.runtime,
+            "tables": {count.name: count.rows for count in copied},
+            "in_flight_woken": woken,
+        }
+        typer.echo(json.dumps(result))
+        return
     console = out()
-    for name, rows in copied:
-        console.print(f"  {name}: {rows} rows")
+    for count in copied:
+        console.print(f"  {count.name}: {count.rows} rows (verified)")
     console.print(f"  in-flight actions given a wake on the target: {woken}")
     console.print(
         f"[green]copied to {escape(safe_url(target_url))}[/green]: point HEAL_DATABASE_URL at it "
@@ -105,19 +122,21 @@ def migrate_to(
 
 
 async def _migrate_to(
-    source_settings: Settings, target: Settings
-) -> tuple[list[tuple[str, int]], int]:
+    source_settings: Settings, target: Settings, *, force: bool, quiet: bool
+) -> tuple[list[transfer.TableCount], int]:
     console = out()
 
     def progress(table: str, rows: int) -> None:
-        if console.is_terminal:
+        if console.is_terminal and not quiet:
             console.print(f"  copying {table}: {rows} rows".ljust(60), end="\r")
 
     async with open_database(source_settings) as source, open_database(target, create=True) as to:
         await require_schema(source)
         try:
-            counts = await transfer.copy_database(source, to, progress)
+            counts = await transfer.copy_database(source, to, progress, force=force)
         except transfer.TargetNotEmpty as exc:
+            raise CliError(f"{exc}; use an empty one, or --force to replace it", code=2) from None
+        except transfer.CountMismatch as exc:
             raise CliError(str(exc)) from None
     heal = Heal.build(target, Policy())
     try:
@@ -125,4 +144,4 @@ async def _migrate_to(
         woken = await heal.schedule_all_wakes()
     finally:
         await heal.stop()
-    return [(count.name, count.rows) for count in counts], woken
+    return counts, woken

@@ -23,6 +23,7 @@ class EventKind(StrEnum):
     NODE_RETRY = "node.retry"
     NODE_LOG = "node.log"
     STALE_RESULT = "node.stale_result"
+    WAKE_RECOVERED = "action.wake_recovered"
 
 
 @dataclass(frozen=True, slots=True)

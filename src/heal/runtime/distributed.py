@@ -19,19 +19,22 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import procrastinate
 from procrastinate import JobContext, RetryStrategy
 from procrastinate.exceptions import ProcrastinateException
-from procrastinate.jobs import Status
+from procrastinate.jobs import Job, Status
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from heal.domain.redaction import Redactor
+from heal.domain.timeline import EventKind, TimelineEntry
 from heal.engine.engine import Engine, utcnow
 from heal.observability import metrics
 from heal.observability.logging import get_logger
-from heal.store import actions_repo
+from heal.store import actions_repo, timeline_repo
 from heal.store.db import Database
 
 log = get_logger("heal.runtime")
@@ -44,6 +47,18 @@ WAKE_TASK = "heal.wake"
 
 def action_lock(action_id: int) -> str:
     return f"heal-action-{action_id}"
+
+
+def every_seconds(interval: int) -> str:
+    """A procrastinate cron that fires every ``interval`` seconds.
+
+    croniter reads a sixth field as *seconds*, so the interval goes there; in the first
+    (minutes) field it fired every second of minutes :00 and :30 only. The seconds field
+    restarts each minute, so only a divisor of 60 gives equal gaps.
+    """
+    if interval < 1 or 60 % interval:
+        raise ValueError(f"a sweep interval must divide 60 seconds, not {interval}")
+    return f"* * * * * */{interval}"
 
 
 def conninfo(database_url: str) -> str:
@@ -63,14 +78,18 @@ class ProcrastinateRuntime:
         stalled_after: float = 30.0,
         sweep_interval: int = 30,
         shutdown_grace: float = 10.0,
+        redact: Redactor | None = None,
     ) -> None:
         self.db = database
+        # For the timeline entries of recovered wakes, written with or without an engine.
+        self.redact = redact or Redactor()
+        self.clock: Callable[[], datetime] = utcnow
         self.concurrency = concurrency
         # A worker beats every stalled_after/3 s; silent for stalled_after s, it is dead
         # and its running wakes are stalled.
         self.stalled_after = stalled_after
         self.shutdown_grace = shutdown_grace
-        sweep_cron = f"*/{sweep_interval} * * * * *"
+        sweep_cron = every_seconds(sweep_interval)
         self.app = procrastinate.App(
             connector=procrastinate.PsycopgConnector(
                 conninfo=conninfo(database.url),
@@ -228,22 +247,63 @@ class ProcrastinateRuntime:
         return count
 
     async def retry_stalled(self) -> int:
-        manager = self.app.job_manager
-        stalled = await manager.get_stalled_jobs(
-            queue=QUEUE, task_name=WAKE_TASK, seconds_since_heartbeat=self.stalled_after
+        """Recover the wakes dead workers left ``doing``; how many were re-run.
+
+        A wake whose state change had committed before its worker died has nothing left
+        to do (the next wake, if any, is already waiting): its job is deleted, not left
+        ``failed``. A wake that was really lost is put back to ``todo``, and the action's
+        timeline says so.
+        """
+        stalled = list(
+            await self.app.job_manager.get_stalled_jobs(
+                queue=QUEUE, task_name=WAKE_TASK, seconds_since_heartbeat=self.stalled_after
+            )
         )
-        retried = 0
+        rerun = 0
         for job in stalled:
-            assert job.id is not None
+            rerun += await self._recover(job)
+        if stalled:
+            log.warning(
+                "recovered wakes of dead workers",
+                re_run=rerun,
+                already_done=len(stalled) - rerun,
+            )
+        return rerun
+
+    async def _recover(self, job: Job) -> bool:
+        """True when the stalled wake is re-run, False when its job was only cleaned up."""
+        assert job.id is not None
+        manager = self.app.job_manager
+        action_id, version = job.task_kwargs["action_id"], job.task_kwargs["version"]
+        assert isinstance(action_id, int)  # wake()'s arguments
+        assert isinstance(version, int)
+        async with self.db.read() as connection:
+            row = await actions_repo.load(connection, action_id)
+        if row is not None and row["version"] == version:
             try:
                 await manager.retry_job(job)
-                retried += 1
             except ProcrastinateException:
-                # A newer wake for the action is already waiting: the stalled one is moot.
-                await manager.finish_job_by_id_async(job.id, Status.FAILED, delete_job=False)
-        if retried:
-            log.warning("retried wakes of dead workers", count=retried)
-        return retried
+                pass  # a newer wake for the action is already waiting: this one is moot
+            else:
+                await self._note_recovery(row, job)
+                return True
+        # Deleted, not finished as failed: a failed wake would sit in procrastinate_jobs
+        # forever, though nothing about it went wrong.
+        await manager.finish_job_by_id_async(job.id, Status.SUCCEEDED, delete_job=True)
+        return False
+
+    async def _note_recovery(self, row: dict[str, Any], job: Job) -> None:
+        now = self.clock()
+        due = job.scheduled_at.astimezone(UTC) if job.scheduled_at else now
+        late = max(0, round((now - due).total_seconds()))
+        entry = TimelineEntry(
+            EventKind.WAKE_RECOVERED,
+            f"worker lost, wake re-run after {late} s",
+            {"late_seconds": late, "node": row["current_node"], "attempt": job.attempts + 1},
+            action_id=row["id"],
+        )
+        async with self.db.write() as connection:
+            await timeline_repo.append(connection, row["incident_id"], [entry], now, self.redact)
 
 
 async def _actions_without_jobs(connection: AsyncConnection) -> list[tuple[int, int, datetime]]:
