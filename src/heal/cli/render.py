@@ -42,6 +42,7 @@ _KIND_STYLES = {
     EventKind.NODE_RETRY.value: "yellow",
     EventKind.NODE_LOG.value: "bold",
     EventKind.STALE_RESULT.value: "dim",
+    EventKind.WAKE_RECOVERED.value: "yellow",
 }
 
 
