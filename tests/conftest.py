@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from helpers import AUTH, TOKEN, Clock, policy_text
+from helpers import AUTH, SERVICE_TOKENS, Clock, policy_text
 from sqlalchemy import text
 
 from heal.api.app import create_app
@@ -127,7 +127,7 @@ async def make_heal(
                 **{
                     "database_url": database_url,
                     "runtime": runtime,
-                    "api_tokens": TOKEN,
+                    "api_tokens": SERVICE_TOKENS,
                     "workers": 8,
                     **settings,
                 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import HealFactory
-from helpers import TOKEN, Clock, alert, drive, policy_text
+from helpers import SERVICE_TOKENS, Clock, alert, drive, policy_text
 
 from heal.app import Heal
 from heal.demo.itsm import FakeITSM
@@ -49,7 +49,9 @@ async def test_migrate_to_postgres_copies_all_and_in_flight_actions_finish_there
         await target_db.dispose()
 
     target = Heal.build(
-        Settings(database_url=fresh_postgres_url, runtime="procrastinate", api_tokens=TOKEN),
+        Settings(
+            database_url=fresh_postgres_url, runtime="procrastinate", api_tokens=SERVICE_TOKENS
+        ),
         load_policy_text(policy_text(url)),
     )
     target.engine.clock = target.ingest.clock = clock

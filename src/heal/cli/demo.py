@@ -11,7 +11,13 @@ from rich.panel import Panel
 
 from heal.cli.common import DatabaseUrl, make_settings, run, safe_url
 from heal.cli.console import fail, out
-from heal.demo.runner import DEMO_APPROVER, FINISH_AFTER_POLLS, DemoInfo, run_demo
+from heal.demo.runner import (
+    DEMO_APPROVER,
+    DEMO_APPROVER_TOKEN,
+    FINISH_AFTER_POLLS,
+    DemoInfo,
+    run_demo,
+)
 from heal.observability import logging as heal_logging
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -25,7 +31,8 @@ def demo(
     """Run heal and a fake ITSM together, with the bundled demo policy (Ctrl+C stops).
 
     The fake ITSM runs in the same process: it finishes (and approves) a ticket after
-    three polls. The API token is `demo-token` unless HEAL_API_TOKENS is set.
+    three polls. The API token is `demo-token` (scopes ingest and read) unless
+    HEAL_API_TOKENS is set; the user `demo` signs approvals with `demo-approver-token`.
     """
     settings = make_settings(database_url=database_url)
     heal_logging.configure(settings.log_level, settings.log_json)
@@ -61,11 +68,14 @@ def welcome_printer(database_url: str | None) -> Callable[[DemoInfo], None]:
             f"heal incidents show 1{database}",
             f"heal alerts send{url_option} --token {token} --name DiskFull --label instance=db-1",
             f"heal approvals list{database}",
-            f"heal approvals approve 1 --as {DEMO_APPROVER} --comment 'go ahead'{database}",
+            f"heal approvals approve 1{url_option} --token {DEMO_APPROVER_TOKEN} "
+            "--comment 'go ahead'",
         ]
         lines = [
             f"API:        [bold]{api}[/bold]   (docs: {api}/docs)",
             token_line,
+            f"Approver:   [bold]{DEMO_APPROVER}[/bold], token [bold]{DEMO_APPROVER_TOKEN}[/bold] "
+            "(signs approvals; service tokens never do)",
             f"Fake ITSM:  {escape(info.itsm_url)}   (approves a ticket after "
             f"{FINISH_AFTER_POLLS} polls, 2 s apart)",
             f"Database:   {escape(safe_url(info.database_url))}",
