@@ -218,6 +218,64 @@ def test_break_glass_signatures_count_as_one(db_url: str) -> None:
     assert "approved (2 of 2 signatures)" in output
 
 
+def test_users_disable_enable_remove_and_token_lifecycle(db_url: str) -> None:
+    _, approval_id = _waiting_action(db_url)
+    alice = user_token(db_url, "alice", "approver", "--expires-in", "90d", "--label", "laptop")
+    code, output = cli("users", "token", "list", "alice", "--database-url", db_url)
+    assert code == 0, output
+    assert "laptop" in output
+    assert "live" in output
+    assert "all of a approver" in output
+    with serving(db_url) as url:
+        sign = ("approvals", "approve", str(approval_id), "--url", url, "--token", alice)
+        assert cli("users", "disable", "alice", "--database-url", db_url)[0] == 0
+        assert "disabled" in cli("users", "list", "--database-url", db_url)[1]
+        code, output = cli(*sign)
+        assert (code, "heal refused the token: user alice is disabled" in output) == (1, True)
+        code, output = cli(
+            "approvals", "approve", str(approval_id), "--break-glass", "--as", "alice",
+            "--database-url", db_url,
+        )  # fmt: skip
+        assert (code, "refused: user alice is disabled" in output) == (3, True)
+        assert cli("users", "enable", "alice", "--database-url", db_url)[0] == 0
+        code, output = cli("users", "token", "revoke", "alice", "1", "--database-url", db_url)
+        assert (code, output) == (0, "revoked 1 token of alice\n")
+        assert "was revoked" in cli("users", "token", "list", "alice", "--database-url", db_url)[1]
+        code, output = cli(*sign)
+        assert (code, "heal refused the token: this token was revoked" in output) == (1, True)
+        assert cli("users", "token", "revoke", "alice", "1", "--database-url", db_url)[0] == 1
+        assert cli("users", "token", "revoke", "alice", "--database-url", db_url)[0] == 2
+        assert cli("users", "remove", "alice", "--database-url", db_url)[0] == 0
+        assert "alice" not in cli("users", "list", "--database-url", db_url)[1]
+    assert "pending" in cli("approvals", "show", str(approval_id), "--database-url", db_url)[1]
+    code, output = cli(
+        "users", "token", "new", "x", "--expires-in", "soon", "--database-url", db_url
+    )
+    assert code == 2
+
+
+def test_users_link_keeps_someone_elses_identity_and_names_are_checked(db_url: str) -> None:
+    assert cli("db", "upgrade", "--database-url", db_url)[0] == 0
+    cli("users", "add", "alice", "--telegram", "1001", "--database-url", db_url)
+    cli("users", "add", "bob", "--database-url", db_url)
+    code, output = cli("users", "link", "bob", "--telegram", "1001", "--database-url", db_url)
+    assert code == 1
+    assert "telegram identity 1001 belongs to alice" in output
+    assert "--force" in output
+    assert cli("users", "add", "carol", "--telegram", "1001", "--database-url", db_url)[0] == 1
+    assert "carol" not in cli("users", "list", "--database-url", db_url)[1]
+    code, output = cli(
+        "users", "link", "bob", "--telegram", "1001", "--force", "--database-url", db_url
+    )
+    assert code == 0, output
+    listed = cli("users", "list", "--database-url", db_url)[1]
+    assert next(line for line in listed.splitlines() if "telegram:1001" in line).count("bob") == 1
+    for bad in ("Alice", "al ice", "-x", "a" * 65, "heal", "token:abc", ""):
+        code, output = cli("users", "add", bad, "--database-url", db_url)
+        assert code == 2, (bad, output)
+    assert "1-64 characters of a-z" in cli("users", "add", "Alice", "--database-url", db_url)[1]
+
+
 def test_silences_add_list_expire_and_shield(db_url: str) -> None:
     assert cli("db", "upgrade", "--database-url", db_url)[0] == 0
     code, output = cli(
