@@ -116,15 +116,13 @@ SIGN_HINT = (
     "--token-file (an admin makes one with `heal users token new NAME`)."
 )
 
-Url = Annotated[
-    str, typer.Option("--url", envvar="HEAL_URL", help="Where heal listens [env: HEAL_URL].")
-]
+Url = Annotated[str, typer.Option("--url", envvar="HEAL_URL", help="Where heal listens.")]
 Token = Annotated[
     str | None,
     typer.Option(
         "--token",
         envvar="HEAL_TOKEN",
-        help="Your own API token (`heal users token new NAME`) [env: HEAL_TOKEN].",
+        help="Your own API token (`heal users token new NAME`).",
         show_default=False,
     ),
 ]
@@ -133,7 +131,7 @@ TokenFile = Annotated[
     typer.Option(
         "--token-file",
         envvar="HEAL_TOKEN_FILE",
-        help="A file holding your token (first line) [env: HEAL_TOKEN_FILE].",
+        help="A file holding your token (first line).",
         show_default=False,
         dir_okay=False,
     ),
