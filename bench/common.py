@@ -25,6 +25,8 @@ from bench._proc import Child
 
 TOKEN = "bench-token-0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+# HEAL_API_TOKENS holds hashes only; the bench reads as well as ingests.
+SERVICE_TOKEN = "sha256:" + hashlib.sha256(TOKEN.encode()).hexdigest() + ":ingest+read"
 WEBHOOK = "/api/v1/alerts/alertmanager"
 # Extra arguments for every heal server (``--workers``, ``--experiment``), set by __main__.
 HEAL_ARGS: list[str] = []
@@ -195,7 +197,7 @@ async def stack(
         policy.write_text(policy_text(itsm_url, schedule=schedule))
         args = ["--database-url", f"sqlite+aiosqlite:///{workdir}/heal.db", "--policy", str(policy)]
         args += HEAL_ARGS
-        heal = Child("heal", "bench.server", args, workdir, HEAL_API_TOKENS=TOKEN)
+        heal = Child("heal", "bench.server", args, workdir, HEAL_API_TOKENS=SERVICE_TOKEN)
         children.append(heal)
         await heal.start()
         yield Stack(workdir, heal, fake, client)

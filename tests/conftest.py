@@ -12,7 +12,7 @@ import httpx
 import hypothesis
 import psycopg
 import pytest
-from helpers import AUTH, TOKEN, Clock, policy_text
+from helpers import AUTH, SERVICE_TOKENS, Clock, policy_text
 from sqlalchemy import text
 
 from heal.api.app import create_app
@@ -137,7 +137,7 @@ async def make_heal(
                 **{
                     "database_url": database_url,
                     "runtime": runtime,
-                    "api_tokens": TOKEN,
+                    "api_tokens": SERVICE_TOKENS,
                     "workers": 8,
                     **settings,
                 }

@@ -9,11 +9,15 @@ from typing import Any
 from heal.app import Heal
 from heal.domain.actions import ActionStatus
 from heal.domain.alerts import Alert, AlertStatus, fingerprint_of
+from heal.settings import hash_token
 from heal.store import actions_repo
 
 POLICY_FILE = Path(__file__).parent / "policies" / "ticket.yaml"
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# What the test servers configure for TOKEN: its hash (plain tokens are refused), with
+# every scope a service token may have.
+SERVICE_TOKENS = f"{hash_token(TOKEN)}:admin"
 
 
 class Clock:

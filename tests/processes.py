@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from helpers import TOKEN
+from helpers import SERVICE_TOKENS
 
 
 def free_port() -> int:
@@ -29,7 +29,7 @@ class HealProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {
             **os.environ,
-            "HEAL_API_TOKENS": TOKEN,
+            "HEAL_API_TOKENS": SERVICE_TOKENS,
             "HEAL_TEST_ITSM_TOKEN": "unused-token",
             **env,
         }

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from heal.approvals.dispatcher import ChatDispatcher
 from heal.approvals.service import ApprovalService
+from heal.domain.access import Scope
 from heal.domain.redaction import Redactor
 from heal.engine.engine import Engine
 from heal.ingest.service import IngestService
@@ -61,7 +62,8 @@ class Heal:
     approvals: ApprovalService
     http: HttpPlugin
     chat: ChatDispatcher
-    token_hashes: frozenset[str] = field(default_factory=frozenset)
+    # service tokens: hash -> scopes
+    token_hashes: dict[str, frozenset[Scope]] = field(default_factory=dict)
     running: bool = False
 
     @classmethod

@@ -11,17 +11,19 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from heal.domain.access import Scope
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./heal.db"
 _TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _TELEGRAM_BOT_TOKEN = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
 _TELEGRAM_CHAT = re.compile(r"-?[0-9]+|@[A-Za-z][A-Za-z0-9_]{4,}")
 _SLACK_CHANNEL = re.compile(r"#?[A-Za-z0-9_.-]{1,80}")
 _HOST = re.compile(r"[A-Za-z0-9.:_-]+")
-_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The async drivers heal is built and tested with, per backend.
 DATABASE_DRIVERS = {"sqlite": ("aiosqlite",), "postgresql": ("psycopg", "psycopg_async", "asyncpg")}
 DATABASE_URL_FORMS = "sqlite+aiosqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def hash_token(token: str) -> str:
@@ -39,9 +41,10 @@ class Settings(BaseSettings):
     # "embedded": wakes claimed in-process (any database). "procrastinate": wakes are
     # procrastinate jobs and `heal worker` processes run them (PostgreSQL only).
     runtime: Literal["embedded", "procrastinate"] = "embedded"
-    # Tokens for the API and webhooks, comma-separated. Each is either a hash made by
-    # `heal token new` ("sha256:<hex>"), which is what should be configured, or a plain
-    # token, which is hashed on load and never kept.
+    # Service tokens for the API and webhooks (Alertmanager, automation), comma-separated.
+    # Each is the hash made by `heal token new`, "sha256:<hex>", optionally followed by
+    # its scopes, "sha256:<hex>:read+operate"; without them a token may only ingest.
+    # Plain tokens are refused: the configuration must not hold a usable secret.
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
@@ -80,14 +83,9 @@ class Settings(BaseSettings):
 
     @field_validator("api_tokens")
     @classmethod
-    def _hashes_well_formed(cls, value: list[SecretStr]) -> list[SecretStr]:
-        for token in value:
-            raw = token.get_secret_value()
-            if raw.startswith("sha256:") and not _HASH.fullmatch(raw):
-                raise ValueError(
-                    "a sha256: entry must be 'sha256:' and 64 lower-case hex digits, "
-                    "as `heal token new` prints it"
-                )
+    def _hashes_only(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for position, token in enumerate(value, 1):
+            parse_service_token(token.get_secret_value(), position)
         return value
 
     @field_validator("config")
@@ -216,9 +214,29 @@ class Settings(BaseSettings):
         )
         return [secret.get_secret_value() for secret in found if secret is not None]
 
-    def token_hashes(self) -> frozenset[str]:
-        hashes = set()
-        for token in self.api_tokens:
-            raw = token.get_secret_value()
-            hashes.add(raw if raw.startswith("sha256:") else hash_token(raw))
-        return frozenset(hashes)
+    def token_hashes(self) -> dict[str, frozenset[Scope]]:
+        """Each service token's hash and the scopes it was given."""
+        parsed = (parse_service_token(token.get_secret_value()) for token in self.api_tokens)
+        return dict(parsed)
+
+
+def parse_service_token(entry: str, position: int = 0) -> tuple[str, frozenset[Scope]]:
+    """``sha256:<hex>[:scope+scope…]`` as (hash, scopes); a plain token is an error."""
+    where = f"HEAL_API_TOKENS entry {position}" if position else "a HEAL_API_TOKENS entry"
+    digest, _, scopes = entry.partition(":")[2].partition(":")
+    if not entry.startswith("sha256:") or not _SHA256_HEX.fullmatch(digest):
+        # The entry itself is not repeated: it may be a real token.
+        raise ValueError(
+            f"{where} is not a token hash: configure 'sha256:<hex>' as printed by "
+            "`heal token new` (plain tokens are refused)"
+        )
+    try:
+        granted = Scope.parse_list(scopes) if scopes else frozenset({Scope.INGEST})
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if Scope.APPROVE in granted:
+        raise ValueError(
+            f"{where}: a service token cannot have the approve scope (only people sign "
+            "approvals, with their own `heal users token new NAME`)"
+        )
+    return "sha256:" + digest, granted

@@ -55,14 +55,15 @@ async def test_token_configured_as_a_hash_is_accepted(
     from heal.settings import hash_token
 
     _, url = itsm
-    heal = await make_heal(policy_text(url), api_tokens=f"{hash_token('hashed-one')},other")
+    tokens = f"{hash_token('hashed-one')}:read,{hash_token('other')}"
+    heal = await make_heal(policy_text(url), api_tokens=tokens)
     app = create_app(heal, manage_lifecycle=False)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://heal"
     ) as client:
         for token, expected in [
             ("hashed-one", 200),
-            ("other", 200),
+            ("other", 403),  # no scope given: ingest only
             ("test-token", 401),
             (hash_token("hashed-one"), 401),
         ]:

@@ -244,6 +244,25 @@ async def test_wrong_or_missing_telegram_secret_is_refused(chat: Chat) -> None:
     assert chat.telegram.sent("answerCallbackQuery") == []
 
 
+async def test_a_disabled_user_cannot_approve_from_chat(chat: Chat) -> None:
+    await chat.link("dora", "444", "U444")
+    _, _, approval_id = await chat.waiting()
+    async with chat.heal.db.write() as connection:
+        dora = await users_repo.by_name(connection, "dora")
+        assert dora is not None
+        await users_repo.set_disabled(connection, int(dora["id"]), True)
+    pressed = await chat.press_telegram(444, f"heal:{approval_id}:approve")
+    assert pressed.status_code == 200
+    [answer] = chat.telegram.sent("answerCallbackQuery")
+    assert answer["text"] == "Refused: heal user dora is disabled."
+    await chat.press_slack("U444", "approve", approval_id)
+    [told] = chat.slack.sent("chat.postEphemeral")
+    assert told["text"] == "Refused: heal user dora is disabled."
+    async with chat.heal.db.read() as connection:
+        assert (await approvals_repo.get(connection, approval_id))["status"] == "pending"
+        assert await approvals_repo.signatures(connection, approval_id) == []
+
+
 async def test_an_unlinked_chat_user_cannot_approve(chat: Chat) -> None:
     _, _, approval_id = await chat.waiting()
     pressed = await chat.press_telegram(999, f"heal:{approval_id}:approve")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from cli_support import free_port, heal_cli, isolate, sqlite_url
-from helpers import TOKEN
+from helpers import SERVICE_TOKENS, TOKEN
 
 from heal.api.app import create_app
 from heal.app import Heal
@@ -37,7 +37,7 @@ def heal_url(db_url: str) -> Iterator[str]:
     """heal's API under uvicorn in a thread with its own event loop (no worker: the
     policy's ITSM does not exist, and these tests are about ingest)."""
     heal = Heal.build(
-        Settings(database_url=db_url, api_tokens=TOKEN, max_body_bytes=4096),
+        Settings(database_url=db_url, api_tokens=SERVICE_TOKENS, max_body_bytes=4096),
         demo_policy("http://127.0.0.1:9"),
     )
     sock = listen("127.0.0.1", 0)

@@ -38,12 +38,16 @@ def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def every_command() -> list[tuple[str, ...]]:
     """The path of every runnable command, e.g. ("incidents", "list")."""
     found: list[tuple[str, ...]] = []
-    for name in COMMANDS:
-        command = load(name)
-        if isinstance(command, TyperGroup):
-            found.extend((name, sub) for sub in command.commands)
+
+    def walk(path: tuple[str, ...], command: object) -> None:
+        if isinstance(command, TyperGroup):  # groups nest: `heal users token new`
+            for sub, child in command.commands.items():
+                walk((*path, sub), child)
         else:
-            found.append((name,))
+            found.append(path)
+
+    for name in COMMANDS:
+        walk((name,), load(name))
     return found
 
 
@@ -131,6 +135,7 @@ def test_list_and_show_commands_print_json(tmp_path: Path, monkeypatch: pytest.M
     _populate(url)
     for setup in (
         ("users", "add", "alice", "--role", "approver"),
+        ("users", "token", "new", "alice", "--label", "laptop"),
         ("silences", "add", "alertname=~Disk.*", "--comment", "disks"),
     ):
         assert heal_cli(*setup, "--database-url", url).exit_code == 0
@@ -138,7 +143,10 @@ def test_list_and_show_commands_print_json(tmp_path: Path, monkeypatch: pytest.M
     for path in every_command():
         if path[-1] not in ("list", "show"):
             continue
-        args = [*path, *(["1"] if path[-1] == "show" else []), "--json", "--database-url", url]
+        argument = {("users", "token", "list"): ["alice"]}.get(path, [])
+        if path[-1] == "show":
+            argument = ["1"]
+        args = [*path, *argument, "--json", "--database-url", url]
         result = heal_cli(*args)
         assert result.exit_code == 0, (path, result.output)
         shown[path] = json.loads(result.stdout)
@@ -148,6 +156,8 @@ def test_list_and_show_commands_print_json(tmp_path: Path, monkeypatch: pytest.M
     assert shown[("approvals", "list")][0]["status"] == "pending"
     assert shown[("approvals", "show")]["signatures"] == []
     assert shown[("users", "list")][0]["name"] == "alice"
+    assert [t["label"] for t in shown[("users", "token", "list")]] == ["laptop"]
+    assert shown[("users", "token", "list")][0]["state"] == "live"
     assert shown[("silences", "list")][0]["matchers"] == {"alertname": "=~Disk.*"}
     # The columns the README's tour (step 6) walks through, in this order.
     header = heal_cli("approvals", "list", "--database-url", url).output.splitlines()[1]

@@ -13,11 +13,18 @@ from pathlib import Path
 import httpx
 import pytest
 from cli_support import free_port, heal_cli, isolate, sqlite_url
-from helpers import TOKEN
+from helpers import SERVICE_TOKENS
 
 from heal.cli.alerts import start_of_hour, webhook_body
 from heal.cli.demo import welcome_printer
-from heal.demo.runner import DEMO_APPROVER, DEMO_TOKEN, DemoInfo, listen, run_demo
+from heal.demo.runner import (
+    DEMO_APPROVER,
+    DEMO_APPROVER_TOKEN,
+    DEMO_TOKEN,
+    DemoInfo,
+    listen,
+    run_demo,
+)
 from heal.settings import Settings
 
 
@@ -67,7 +74,11 @@ def test_worker_needs_the_distributed_runtime(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_serve_runs_until_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "HEAL_API_TOKENS": TOKEN, "HEAL_DATABASE_URL": sqlite_url(tmp_path)}
+    env = {
+        **os.environ,
+        "HEAL_API_TOKENS": SERVICE_TOKENS,
+        "HEAL_DATABASE_URL": sqlite_url(tmp_path),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "heal", "serve", "--port", str(port)],
         env=env,
@@ -151,10 +162,13 @@ async def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     # The CLI runs its own event loop, so it runs beside this test's, in a thread.
     result = await asyncio.to_thread(
         heal_cli,
-        *("approvals", "approve", str(pending["id"]), "--as", DEMO_APPROVER),
-        *("--database-url", sqlite_url(tmp_path)),
+        *("approvals", "approve", str(pending["id"]), "--url", info.api_url),
+        *("--token", DEMO_APPROVER_TOKEN),
     )
     assert result.exit_code == 0, result.output
+    async with httpx.AsyncClient(base_url=info.api_url, headers=headers) as client:
+        signed = (await client.get(f"/api/v1/approvals/{pending['id']}")).json()
+        assert [s["signer"] for s in signed["signatures"]] == [DEMO_APPROVER]
     async with httpx.AsyncClient(base_url=info.api_url, headers=headers) as client:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

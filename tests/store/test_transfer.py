@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from conftest import HealFactory
-from helpers import TOKEN, Clock, alert, drive, policy_text
+from helpers import SERVICE_TOKENS, Clock, alert, drive, policy_text
 from sqlalchemy import Table, select
 
 from heal.app import Heal
@@ -70,7 +70,9 @@ async def test_migrate_to_postgres_copies_all_and_in_flight_actions_finish_there
         await target_db.dispose()
 
     target = Heal.build(
-        Settings(database_url=fresh_postgres_url, runtime="procrastinate", api_tokens=TOKEN),
+        Settings(
+            database_url=fresh_postgres_url, runtime="procrastinate", api_tokens=SERVICE_TOKENS
+        ),
         load_policy_text(policy_text(url)),
     )
     target.engine.clock = target.ingest.clock = clock

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, status
 
-from heal.api.auth import Operator
+from heal.api.auth import Ingester
 from heal.api.schemas import AlertmanagerWebhook, GenericAlert, IngestAccepted
 from heal.app import Heal
 from heal.domain.alerts import Alert
@@ -41,7 +41,7 @@ async def _ingest(request: Request, alerts: list[Alert], source: str) -> IngestA
 
 @router.post("/alertmanager", status_code=status.HTTP_202_ACCEPTED, responses=_ACCEPTED)
 async def alertmanager_webhook(
-    request: Request, payload: AlertmanagerWebhook, _caller: Operator
+    request: Request, payload: AlertmanagerWebhook, _caller: Ingester
 ) -> IngestAccepted:
     """Alertmanager's webhook (payload version 4). Answers only once the batch is stored."""
     return await _ingest(request, [a.to_alert() for a in payload.alerts], "alertmanager")
@@ -51,7 +51,7 @@ async def alertmanager_webhook(
 async def post_alerts(
     request: Request,
     payload: Annotated[list[GenericAlert], Body(max_length=10_000)],
-    _caller: Operator,
+    _caller: Ingester,
 ) -> IngestAccepted:
     """A list of alerts: ``{labels, annotations, status, starts_at, ends_at?, fingerprint?}``."""
     return await _ingest(request, [a.to_alert() for a in payload], "api")

@@ -9,11 +9,11 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field, field_validator
 
 from heal.api import views
-from heal.api.auth import Operator, Viewer
+from heal.api.auth import Caller, Operator, Viewer
 from heal.api.schemas import Page
 from heal.app import Heal
 from heal.approvals.service import ApprovalClosed, ApprovalNotFound
-from heal.domain.approvals import ApprovalStatus, SignRefused
+from heal.domain.approvals import ApprovalStatus, Signer, SignRefused
 from heal.domain.matchers import LabelMatcher
 from heal.engine.engine import utcnow
 from heal.store import approvals_repo, silences_repo
@@ -60,8 +60,8 @@ async def get_approval(request: Request, approval_id: int, _caller: Viewer) -> d
 
 _DECIDE_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {
-        "description": "the caller may not sign this approval (role, group, requester, "
-        "already signed)"
+        "description": "the caller may not sign this approval (a service token, role, "
+        "scope, group, requester, already signed)"
     },
     404: {"description": "no such approval"},
     409: {"description": "the approval is no longer pending"},
@@ -69,7 +69,7 @@ _DECIDE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def _decide(
-    request: Request, approval_id: int, caller: Any, approve: bool, comment: str
+    request: Request, approval_id: int, caller: Signer, approve: bool, comment: str
 ) -> dict[str, Any]:
     try:
         result = await _heal(request).approvals.sign(
@@ -94,7 +94,7 @@ async def _decide(
 
 @router.post("/approvals/{approval_id}/approve", responses=_DECIDE_RESPONSES)
 async def approve(
-    request: Request, approval_id: int, caller: Viewer, body: Decision | None = None
+    request: Request, approval_id: int, caller: Caller, body: Decision | None = None
 ) -> dict[str, Any]:
     """Sign in favour; the action runs when the quorum is reached."""
     return await _decide(request, approval_id, caller, True, body.comment if body else "")
@@ -102,7 +102,7 @@ async def approve(
 
 @router.post("/approvals/{approval_id}/reject", responses=_DECIDE_RESPONSES)
 async def reject(
-    request: Request, approval_id: int, caller: Viewer, body: Decision | None = None
+    request: Request, approval_id: int, caller: Caller, body: Decision | None = None
 ) -> dict[str, Any]:
     """Reject: the action is skipped with the comment as its reason."""
     return await _decide(request, approval_id, caller, False, body.comment if body else "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from heal.approvals.dispatcher import card_for
 from heal.approvals.service import ApprovalClosed, ApprovalNotFound, ApprovalService
-from heal.domain.approvals import Role, Signer, SignRefused
+from heal.domain.approvals import SignRefused, person
 from heal.notify.cards import Verb
 from heal.store import actions_repo, approvals_repo, incidents_repo, users_repo
 from heal.store.db import Database
@@ -26,15 +26,17 @@ async def answer_button(
 ) -> str:
     """What to tell the person who pressed the button (the outcome, or why not)."""
     async with database.read() as connection:
-        user = await users_repo.by_chat_identity(connection, provider, external_user)
+        user = await users_repo.chat_owner(connection, provider, external_user)
     if user is None:
         return (
             f"You are not linked to a heal user, so you cannot approve. An admin can link "
             f"you with: heal users link NAME --{provider} {external_user}"
         )
+    if user["disabled"]:
+        return f"Refused: heal user {user['name']} is disabled."
     if verb is Verb.DETAILS:
         return await details(database, approval_id)
-    signer = Signer(user["name"], Role.parse(user["role"]), frozenset(user["groups"]))
+    signer = person(user)
     try:
         result = await approvals.sign(
             approval_id,

@@ -22,6 +22,7 @@ from heal.domain.approvals import (
     Signer,
     SignRefused,
     check_may_sign,
+    counted_signatures,
     quorum_reached,
 )
 from heal.domain.redaction import Redactor
@@ -121,7 +122,8 @@ class ApprovalService:
                     "at": now,
                 },
             )
-            approvals_so_far = 1 + sum(1 for s in signed if s["decision"] == "approve")
+            before = [s["channel"] for s in signed if s["decision"] == "approve"]
+            approvals_so_far = counted_signatures([*before, channel])
             required = approval["required_signatures"]
             notes: list[TimelineEntry] = []
             who = f"{signer.name} via {channel}"
@@ -159,7 +161,10 @@ class ApprovalService:
                     )
                 )
                 result = SignResult(
-                    ApprovalStatus.REJECTED, ActionStatus.SKIPPED, approvals_so_far - 1, required
+                    ApprovalStatus.REJECTED,
+                    ActionStatus.SKIPPED,
+                    counted_signatures(before),
+                    required,
                 )
             elif quorum_reached(approvals_so_far, required):
                 await approvals_repo.finish(

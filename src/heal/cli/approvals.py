@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.table import Table
 
@@ -20,9 +22,9 @@ from heal.cli.common import (
     require_schema,
     run,
 )
-from heal.cli.console import CliError, examples, fail, group, out, print_json
+from heal.cli.console import CliError, examples, fail, group, out, print_json, warn
 from heal.cli.users import existing_user
-from heal.domain.approvals import ApprovalStatus, Role, Signer, SignRefused
+from heal.domain.approvals import BREAK_GLASS, ApprovalStatus, SignRefused, person
 from heal.domain.matchers import LabelMatcher
 from heal.engine.engine import utcnow
 from heal.policy.models import Policy
@@ -132,21 +134,150 @@ def show(approval_id: int, database_url: DatabaseUrl = None, as_json: JsonOutput
     out().print(table)
 
 
+DEFAULT_URL = "http://127.0.0.1:8080"
+TIMEOUT_SECONDS = 15.0
+SIGN_HINT = (
+    "A signature proves who signed: pass your own token with --token, HEAL_TOKEN or "
+    "--token-file (an admin makes one with `heal users token new NAME`)."
+)
+
+Url = Annotated[str, typer.Option("--url", envvar="HEAL_URL", help="Where heal listens.")]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="HEAL_TOKEN",
+        help="Your own API token (`heal users token new NAME`).",
+        show_default=False,
+    ),
+]
+TokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file",
+        envvar="HEAL_TOKEN_FILE",
+        help="A file holding your token (first line).",
+        show_default=False,
+        dir_okay=False,
+    ),
+]
+BreakGlass = Annotated[
+    bool,
+    typer.Option(
+        "--break-glass",
+        help="Sign directly in the database as --as NAME, when the API is down. Recorded "
+        "as break-glass; all break-glass signatures together count as one.",
+    ),
+]
+AsUser = Annotated[
+    str | None,
+    typer.Option("--as", help="The user signing, with --break-glass only.", show_default=False),
+]
+
+
+def _token(token: str | None, token_file: Path | None) -> str:
+    if token_file is not None:
+        try:
+            lines = token_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"cannot read {token_file}: {exc.strerror}", param_hint="--token-file"
+            ) from None
+        token = lines[0].strip() if lines else ""
+    if not token:
+        fail("no token: whose signature would this be?", code=2, hint=SIGN_HINT)
+    return token
+
+
 def _decide(
-    approval_id: int, as_user: str, approve: bool, comment: str, database_url: str | None
+    approval_id: int,
+    approve: bool,
+    comment: str,
+    *,
+    url: str,
+    token: str | None,
+    token_file: Path | None,
+    break_glass: bool,
+    as_user: str | None,
+    database_url: str | None,
 ) -> None:
+    if break_glass:
+        if not as_user:
+            raise typer.BadParameter("--break-glass needs --as NAME", param_hint="--as")
+        result = _decide_in_database(approval_id, as_user, approve, comment, database_url)
+    elif as_user:
+        raise typer.BadParameter(
+            "signing as a name is only for --break-glass; " + SIGN_HINT, param_hint="--as"
+        )
+    else:
+        result = _decide_through_api(approval_id, approve, comment, url, _token(token, token_file))
+    out().print(
+        f"approval {approval_id}: {result['status']} "
+        f"({result['signatures']} of {result['required_signatures']} signatures); action "
+        f"{result['action_status']}"
+    )
+
+
+def _decide_through_api(
+    approval_id: int, approve: bool, comment: str, url: str, token: str
+) -> dict[str, Any]:
+    verb = "approve" if approve else "reject"
+    endpoint = f"{url.rstrip('/')}/api/v1/approvals/{approval_id}/{verb}"
+    try:
+        response = httpx.post(
+            endpoint,
+            json={"comment": comment},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=TIMEOUT_SECONDS,
+        )
+    except httpx.HTTPError as exc:
+        fail(
+            f"cannot reach heal at {url}: {exc}",
+            hint="Is `heal serve` running? If the API is down, `--break-glass --as NAME` "
+            "signs directly in the database.",
+        )
+    if response.status_code == 200:
+        answer: dict[str, Any] = response.json()
+        return answer
+    detail = _detail(response)
+    if response.status_code == 401:
+        fail(f"heal refused the token: {detail}", hint=SIGN_HINT)
+    if response.status_code == 403:
+        fail(f"refused: {detail}", code=3)
+    fail(
+        detail
+        if response.status_code in (404, 409)
+        else f"heal answered {response.status_code}: {detail}"
+    )
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["detail"])
+    except (ValueError, KeyError, TypeError):
+        return response.text.strip()[:500] or response.reason_phrase
+
+
+def _decide_in_database(
+    approval_id: int, as_user: str, approve: bool, comment: str, database_url: str | None
+) -> dict[str, Any]:
     settings = make_settings(database_url=database_url)
+    warn(
+        f"break-glass: signing as {as_user} directly in the database; the timeline says "
+        "break-glass, and break-glass signatures together count as one"
+    )
 
     async def work() -> Any:
         async with open_database(settings) as db:
             await require_schema(db)
             async with db.read() as connection:
                 user = await existing_user(connection, as_user)
-        signer = Signer(user["name"], Role.parse(user["role"]), frozenset(user["groups"]))
+        if user["disabled"]:
+            raise CliError(f"refused: user {as_user} is disabled", code=3)
         heal = Heal.build(settings, Policy())
         try:
             return await heal.approvals.sign(
-                approval_id, signer, approve=approve, comment=comment, channel="cli"
+                approval_id, person(user), approve=approve, comment=comment, channel=BREAK_GLASS
             )
         except ApprovalNotFound:
             raise CliError(f"approval {approval_id} not found") from None
@@ -159,35 +290,72 @@ def _decide(
             await heal.db.dispose()
 
     result = run(work(), settings.database_url)
-    out().print(
-        f"approval {approval_id}: {result.approval_status.value} "
-        f"({result.signatures} of {result.required} signatures); action "
-        f"{result.action_status.value}"
-    )
-
-
-@app.command("approve", epilog=examples("heal approvals approve 1 --as alice --comment 'go ahead'"))
-def approve(
-    approval_id: int,
-    as_user: str = typer.Option(..., "--as", help="The heal user signing."),
-    comment: str = typer.Option("", help="Written to the timeline."),
-    database_url: DatabaseUrl = None,
-) -> None:
-    """Sign in favour; the action runs once the quorum is reached."""
-    _decide(approval_id, as_user, True, comment, database_url)
+    return {
+        "status": result.approval_status.value,
+        "action_status": result.action_status.value,
+        "signatures": result.signatures,
+        "required_signatures": result.required,
+    }
 
 
 @app.command(
-    "reject", epilog=examples("heal approvals reject 1 --as alice --comment 'not during the sale'")
+    "approve",
+    epilog=examples(
+        "heal approvals approve 1 --token $ALICE_TOKEN --comment 'go ahead'",
+        "HEAL_TOKEN_FILE=~/.heal-token heal approvals approve 1",
+        "heal approvals approve 1 --break-glass --as alice --comment 'API down'",
+    ),
+)
+def approve(
+    approval_id: int,
+    comment: str = typer.Option("", help="Written to the timeline."),
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    token_file: TokenFile = None,
+    break_glass: BreakGlass = False,
+    as_user: AsUser = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Sign in favour, through the API with your token; the action runs at the quorum."""
+    _decide(
+        approval_id,
+        True,
+        comment,
+        url=url,
+        token=token,
+        token_file=token_file,
+        break_glass=break_glass,
+        as_user=as_user,
+        database_url=database_url,
+    )
+
+
+@app.command(
+    "reject",
+    epilog=examples("heal approvals reject 1 --token $ALICE_TOKEN --comment 'not during the sale'"),
 )
 def reject(
     approval_id: int,
-    as_user: str = typer.Option(..., "--as", help="The heal user rejecting."),
     comment: str = typer.Option("", help="The reason, written to the timeline."),
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    token_file: TokenFile = None,
+    break_glass: BreakGlass = False,
+    as_user: AsUser = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Reject: the action is skipped with the comment as its reason."""
-    _decide(approval_id, as_user, False, comment, database_url)
+    """Reject, through the API with your token: the action is skipped with the comment."""
+    _decide(
+        approval_id,
+        False,
+        comment,
+        url=url,
+        token=token,
+        token_file=token_file,
+        break_glass=break_glass,
+        as_user=as_user,
+        database_url=database_url,
+    )
 
 
 @silences.command(

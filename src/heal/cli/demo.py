@@ -34,7 +34,8 @@ def demo(
     """Run heal and a fake ITSM together, with the bundled demo policy (Ctrl+C stops).
 
     The fake ITSM runs in the same process: it finishes (and approves) a ticket after
-    three polls. The API token is `demo-token` unless HEAL_API_TOKENS is set.
+    three polls. The API token is `demo-token` (scopes ingest and read) unless
+    HEAL_API_TOKENS is set; the user `demo` signs approvals with `demo-approver-token`.
     """
     # Imported here so that `heal --help` and the other commands do not load the server.
     from heal.demo.runner import PortUnavailable, run_demo
@@ -58,7 +59,7 @@ def demo(
 
 def welcome_printer(database_url: str | None) -> Callable[[DemoInfo], None]:
     """Prints the welcome panel; the commands repeat --database-url if one was given."""
-    from heal.demo.runner import DEMO_APPROVER, FINISH_AFTER_POLLS
+    from heal.demo.runner import DEMO_APPROVER, DEMO_APPROVER_TOKEN, FINISH_AFTER_POLLS
 
     database = f" --database-url {database_url}" if database_url else ""
 
@@ -78,11 +79,14 @@ def welcome_printer(database_url: str | None) -> Callable[[DemoInfo], None]:
             f"heal incidents show 1{database}",
             f"heal alerts send{url_option} --token {token} --name DiskFull --label instance=db-1",
             f"heal approvals list{database}",
-            f"heal approvals approve 1 --as {DEMO_APPROVER} --comment 'go ahead'{database}",
+            f"heal approvals approve 1{url_option} --token {DEMO_APPROVER_TOKEN} "
+            "--comment 'go ahead'",
         ]
         lines = [
             f"API:        [bold]{api}[/bold]   (docs: {api}/docs)",
             token_line,
+            f"Approver:   [bold]{DEMO_APPROVER}[/bold], token [bold]{DEMO_APPROVER_TOKEN}[/bold] "
+            "(signs approvals; service tokens never do)",
             f"Fake ITSM:  {escape(info.itsm_url)}   (approves a ticket after "
             f"{FINISH_AFTER_POLLS} polls, 2 s apart)",
             f"Database:   {escape(safe_url(info.database_url))}",

@@ -28,12 +28,15 @@ from heal.domain.approvals import Role
 from heal.engine.engine import utcnow
 from heal.policy.loader import load_policy_text
 from heal.policy.models import Policy
-from heal.settings import Settings
+from heal.settings import Settings, hash_token
 from heal.store import users_repo
 
 ITSM_PLACEHOLDER = "__ITSM_URL__"
 DEMO_APPROVER = "demo"
 DEMO_TOKEN = "demo-token"  # noqa: S105 - a published demo token, configured only by the demo
+# The demo user's own token, to sign approvals as `demo` (service tokens never sign).
+DEMO_APPROVER_TOKEN = "demo-approver-token"  # noqa: S105 - published, like DEMO_TOKEN
+DEMO_SCOPES = "ingest+read"
 FINISH_AFTER_POLLS = 3
 
 
@@ -113,14 +116,23 @@ def demo_settings(settings: Settings) -> tuple[Settings, str | None]:
     """``settings`` with the demo token when no API token is configured, and that token."""
     if settings.api_tokens:
         return settings, None
-    return settings.model_copy(update={"api_tokens": [SecretStr(DEMO_TOKEN)]}), DEMO_TOKEN
+    # Only hashes are configured, the demo's too.
+    entry = f"{hash_token(DEMO_TOKEN)}:{DEMO_SCOPES}"
+    return settings.model_copy(update={"api_tokens": [SecretStr(entry)]}), DEMO_TOKEN
 
 
 async def ensure_demo_approver(heal: Heal) -> None:
-    """The user the tour approves as; heal itself may not sign what it requested."""
+    """The user the tour approves as, with their token ``DEMO_APPROVER_TOKEN``; heal
+    itself may not sign what it requested."""
     async with heal.db.write() as connection:
-        if await users_repo.by_name(connection, DEMO_APPROVER) is None:
+        user = await users_repo.by_name(connection, DEMO_APPROVER)
+        if user is None:
             await users_repo.add(connection, DEMO_APPROVER, Role.APPROVER.label, [], utcnow())
+            user = await users_repo.by_name(connection, DEMO_APPROVER)
+            assert user is not None
+        digest = hash_token(DEMO_APPROVER_TOKEN)
+        if await users_repo.token_of(connection, digest) is None:
+            await users_repo.add_token(connection, int(user["id"]), digest, "demo", utcnow())
 
 
 async def run_demo(

@@ -7,39 +7,19 @@ one outcome.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time
 from enum import IntEnum, StrEnum
+from typing import Any
 
-# heal itself requests approvals for the actions its rules start.
-HEAL_REQUESTER = "heal"
+from heal.domain.access import HEAL_REQUESTER as HEAL_REQUESTER
+from heal.domain.access import Role as Role
+from heal.domain.access import Scope, role_scopes
 
-
-class Role(IntEnum):
-    """Ordered: each role may do everything the ones below it may."""
-
-    VIEWER = 1
-    OPERATOR = 2
-    APPROVER = 3
-    ADMIN = 4
-
-    @classmethod
-    def parse(cls, name: str) -> Role:
-        try:
-            return cls[name.upper()]
-        except KeyError:
-            raise ValueError(
-                f"unknown role {name!r} (roles: {', '.join(r.name.lower() for r in cls)})"
-            ) from None
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-    @property
-    def a_label(self) -> str:
-        """The label with its article (a viewer, an operator), for messages."""
-        return ("an " if self.label[0] in "aeiou" else "a ") + self.label
+# A signature given with direct database access (`heal approvals approve --break-glass`):
+# nothing proves who typed the name, so all of them together count as one signature.
+BREAK_GLASS = "break-glass"
 
 
 class ApprovalStatus(StrEnum):
@@ -80,9 +60,20 @@ class RiskLevel(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Signer:
+    """Who is acting: a person (their role and groups), or a service token (``service``).
+
+    ``scopes`` bound what this credential may do; None means all that the role allows.
+    """
+
     name: str
     role: Role
     groups: frozenset[str]
+    service: bool = False
+    scopes: frozenset[Scope] | None = None
+
+    def may(self, scope: Scope) -> bool:
+        granted = role_scopes(self.role) if self.scopes is None else self.scopes
+        return Scope.ADMIN in granted or scope in granted
 
 
 class SignRefused(Exception):
@@ -96,10 +87,17 @@ class SignRefused(Exception):
 def check_may_sign(
     signer: Signer, *, requester: str, approver_groups: list[str], already_signed: list[str]
 ) -> None:
+    if signer.service:
+        raise SignRefused(
+            f"{signer.name} is a service token; only people sign approvals "
+            "(use your own token from `heal users token new NAME`)"
+        )
     if signer.role < Role.APPROVER:
         raise SignRefused(
             f"{signer.name} is {signer.role.a_label}; approving needs the approver or admin role"
         )
+    if not signer.may(Scope.APPROVE):
+        raise SignRefused(f"this token of {signer.name} lacks the approve scope")
     if approver_groups and not signer.groups & set(approver_groups):
         raise SignRefused(
             f"{signer.name} is in none of the approver groups {sorted(approver_groups)}"
@@ -110,6 +108,13 @@ def check_may_sign(
         )
     if signer.name in already_signed:
         raise SignRefused(f"{signer.name} has already signed this approval")
+
+
+def counted_signatures(approvals: list[str]) -> int:
+    """How many approving signatures count toward the quorum, given each one's channel:
+    break-glass ones count as one at most, whoever they name."""
+    people = sum(1 for channel in approvals if channel != BREAK_GLASS)
+    return people + min(1, len(approvals) - people)
 
 
 def quorum_reached(signatures: int, required: int) -> bool:
@@ -151,3 +156,8 @@ class TimeWindow:
         if self.start <= self.end:
             return self.start <= now < self.end
         return now >= self.start or now < self.end  # overnight, e.g. 22:00-06:00
+
+
+def person(user: Mapping[str, Any], scopes: frozenset[Scope] | None = None) -> Signer:
+    """The signer a user row stands for (``scopes``: what their token was narrowed to)."""
+    return Signer(user["name"], Role.parse(user["role"]), frozenset(user["groups"]), False, scopes)

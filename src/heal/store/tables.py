@@ -143,6 +143,10 @@ api_tokens = Table(
     Column("label", String(200), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
+    # Scope names the token is narrowed to; NULL: all that the user's role allows.
+    Column("scopes", Json, nullable=True),
+    # When the token stops working; NULL: until revoked.
+    Column("expires_at", UTCDateTime(), nullable=True),
 )
 
 chat_identities = Table(
