@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.approvals.gate import Silence, auto_approval, expiry, requirement
@@ -37,7 +37,7 @@ from heal.store import (
     silences_repo,
     timeline_repo,
 )
-from heal.store.conflicts import is_unique_violation
+from heal.store.conflicts import is_lost_race
 from heal.store.db import Database
 
 log = get_logger("heal.ingest")
@@ -98,16 +98,16 @@ class IngestService:
         """Store a batch, all or nothing; :class:`AlertsRefused` when any alert cannot be.
 
         Concurrent batches can collide on a unique key (the same occurrence, or the same
-        new in-flight action) on PostgreSQL; the loser's transaction is rolled back and
-        run again, and then sees what the winner stored.
+        new in-flight action) or deadlock on PostgreSQL; the loser's transaction is rolled
+        back and run again, and then sees what the winner stored.
         """
         admitted = admit_all(batch)
         metrics.ALERTS_RECEIVED.labels(source).inc(len(batch))
         for attempt in range(1, INGEST_ATTEMPTS + 1):
             try:
                 return await self._ingest_once(admitted, source)
-            except IntegrityError as exc:
-                if not is_unique_violation(exc) or attempt == INGEST_ATTEMPTS:
+            except (IntegrityError, OperationalError) as exc:
+                if not is_lost_race(exc) or attempt == INGEST_ATTEMPTS:
                     raise
                 log.info("ingest collided with a concurrent batch; retrying", attempt=attempt)
         raise AssertionError("unreachable")
