@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -120,7 +121,7 @@ async def test_body_over_the_limit_is_refused_with_413(
                 **am_payload(am_alert()),
                 "alerts": [{**am_alert(), "startsAt": "0001-01-01T00:00:00Z"}],
             },
-            "alerts",
+            "alerts.0.startsAt",
         ),
         ({k: v for k, v in am_payload(am_alert()).items() if k != "alerts"}, "alerts"),
         ({**am_payload(am_alert()), "alerts": "not a list"}, "alerts"),
@@ -232,3 +233,129 @@ async def test_bad_query_parameters_get_422(api: API, params: dict[str, Any]) ->
     response = await client.get("/api/v1/incidents", params=params)
     assert response.status_code == 422
     assert next(iter(params)) in response.json()["detail"][0]["field"]
+
+
+async def test_what_postgres_would_refuse_is_stored_the_same_on_every_backend(api: API) -> None:
+    """A NUL is stored escaped, an over-long alertname and fingerprint hashed: 202, twice."""
+    client, _ = api
+    name = "N" * 600  # its group key is over the 512 of the column
+    odd = {
+        **am_alert(alertname=name, detail="a\x00b"),
+        "annotations": {"summary": "nul\x00here"},
+        "generatorURL": "http://x/\x00",
+        "fingerprint": "f" * 200,
+    }
+    first = await client.post(WEBHOOK, json=am_payload(am_alert(instance="good"), odd))
+    assert first.status_code == 202, first.text
+    assert first.json()["new"] == 2
+    again = await client.post(WEBHOOK, json=am_payload(odd, {**odd, "fingerprint": "g" * 200}))
+    assert again.status_code == 202, again.text
+    assert again.json()["duplicates"] == 1  # the hashed fingerprint is stable
+    assert again.json()["incident_ids"] == first.json()["incident_ids"][-1:]  # so is the key
+    incident = (await client.get(f"/api/v1/incidents/{again.json()['incident_ids'][0]}")).json()
+    stored = [a for a in incident["alerts"] if a["labels"].get("detail")]
+    assert [a["labels"]["detail"] for a in stored] == ["a\\u0000b", "a\\u0000b"]
+    assert stored[0]["annotations"]["summary"] == "nul\\u0000here"
+    assert [len(a["fingerprint"]) for a in stored] == [71, 71]  # "sha256:" + 64 hex
+    assert len(incident["title"]) == 500
+
+
+@pytest.mark.parametrize(
+    ("alert", "field"),
+    [
+        (am_alert(severity="s" * 51), "alerts.1.labels.severity"),
+        (am_alert(detail="\ud800"), "alerts.1.labels.detail"),
+        ({**am_alert(), "labels": {"alertname": "X", "\udfff": "v"}}, "alerts.1.labels.'\\udfff'"),
+    ],
+)
+async def test_a_value_no_backend_can_store_is_422_naming_alert_and_field(
+    api: API, alert: dict[str, Any], field: str
+) -> None:
+    client, _ = api
+    body = json.dumps(am_payload(am_alert(instance="good"), alert))  # \ud800 stays escaped
+    response = await client.post(
+        WEBHOOK, content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["field"] == field
+    assert error["message"].startswith(f"alert {alert['labels']['alertname']!r}: ")
+    assert error["type"] == "unstorable"
+    await _stored_nothing(client)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/incidents/9223372036854775808",
+        "/api/v1/actions/9223372036854775808",
+        "/api/v1/approvals/9223372036854775808",
+        "/api/v1/incidents?cursor=9223372036854775808",
+        "/api/v1/approvals?cursor=99999999999999999999",
+        "/api/v1/incidents/-9223372036854775809",
+    ],
+)
+async def test_ids_beyond_64_bits_are_422_not_500(api: API, path: str) -> None:
+    client, _ = api
+    response = await client.get(path)
+    assert response.status_code == 422, response.text
+
+
+LATE = "9999-12-31T23:00:00-05:00"  # in year 10000 once in UTC
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (WEBHOOK, am_payload({**am_alert(), "startsAt": LATE}), "alerts.0.startsAt"),
+        (WEBHOOK, am_payload({**am_alert(), "endsAt": LATE}), "alerts.0.endsAt"),
+        ("/api/v1/alerts", [{"labels": {"a": "b"}, "starts_at": LATE}], "0.starts_at"),
+        (
+            "/api/v1/alerts",
+            [{"labels": {"a": "b"}, "starts_at": "0001-01-01T00:00:00Z"}],
+            "0.starts_at",
+        ),
+    ],
+)
+async def test_times_that_do_not_exist_in_utc_and_the_zero_start_are_422(
+    api: API, path: str, body: Any, field: str
+) -> None:
+    client, _ = api
+    response = await client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    assert field in [e["field"] for e in response.json()["detail"]]
+    await _stored_nothing(client)
+    since = await client.get("/api/v1/incidents", params={"since": LATE})
+    assert since.status_code == 422
+    assert since.json()["detail"][0]["field"] == "query.since"
+
+
+async def test_free_text_with_a_nul_is_stored_escaped(api: API) -> None:
+    client, _ = api
+    silence = await client.post(
+        "/api/v1/silences",
+        json={"matchers": {"service": "a\x00"}, "duration": 60, "comment": "nul\x00"},
+    )
+    assert silence.status_code == 201, silence.text
+    assert silence.json()["comment"] == "nul\\u0000"
+    assert silence.json()["matchers"] == {"service": "a\\u0000"}
+    listed = await client.get("/api/v1/incidents", params={"severity": "x\x00"})
+    assert listed.status_code == 200
+
+
+def test_openapi_documents_the_422_body_heal_returns(api: API) -> None:
+    _, heal = api
+    document = create_app(heal, manage_lifecycle=False).openapi()
+    assert "HTTPValidationError" not in json.dumps(document)
+    refs = {
+        (path, method): operation["responses"]["422"]["content"]["application/json"]["schema"]
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if "422" in operation["responses"]
+    }
+    assert len(refs) >= 15
+    for (path, _method), schema in refs.items():
+        expected = "Problem" if path.startswith("/api/v1/chat/") else "ValidationErrors"
+        assert schema == {"$ref": f"#/components/schemas/{expected}"}, path
+    fields = document["components"]["schemas"]["FieldError"]["properties"]
+    assert set(fields) == {"field", "message", "type"}

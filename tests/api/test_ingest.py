@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -247,3 +248,44 @@ async def test_incidents_are_paginated_newest_first(api: API) -> None:
             break
     assert seen == sorted(seen, reverse=True)
     assert len(seen) == 5
+
+
+async def test_concurrent_batches_for_one_new_group_join_one_incident(api: API) -> None:
+    """On PostgreSQL each batch has a connection of its own; they race to open the group."""
+    client, _ = api
+    batches = [
+        am_payload(
+            am_alert(instance=f"{n}-a"), am_alert(instance=f"{n}-b"), am_alert(service=f"s{n}")
+        )
+        for n in range(8)
+    ]
+    responses = await asyncio.gather(*(client.post(WEBHOOK, json=b) for b in batches))
+    assert [r.status_code for r in responses] == [202] * 8, [r.text for r in responses]
+    assert sum(r.json()["incidents_opened"] for r in responses) == 9  # checkout + s0..s7
+    titles = [i["title"] for i in await _incidents(client)]
+    assert sorted(titles) == sorted(
+        ["CheckoutDown (service=checkout)"] + [f"CheckoutDown (service=s{n})" for n in range(8)]
+    )
+    [checkout] = [i for i in await _incidents(client) if i["title"].endswith("=checkout)")]
+    detail = (await client.get(f"/api/v1/incidents/{checkout['id']}")).json()
+    assert len(detail["alerts"]) == 16
+    assert len(detail["actions"]) == 1  # converge held across the batches too
+    kinds = [e["kind"] for e in detail["timeline"]]
+    assert kinds.count("incident.opened") == 1
+    assert kinds.count("action.joined") == 15
+
+
+async def test_the_same_batch_sent_concurrently_is_stored_once(api: API) -> None:
+    """An HA pair of Alertmanagers sends each notification twice, at the same moment."""
+    client, _ = api
+    forth = am_payload(am_alert(instance="a"), am_alert(instance="b"))
+    back = am_payload(am_alert(instance="b"), am_alert(instance="a"))  # may deadlock: retried
+    payloads = [forth, back, forth, back]
+    responses = await asyncio.gather(*(client.post(WEBHOOK, json=p) for p in payloads))
+    assert [r.status_code for r in responses] == [202] * 4, [r.text for r in responses]
+    assert sorted(r.json()["new"] for r in responses) == [0, 0, 0, 2]
+    assert sorted(r.json()["duplicates"] for r in responses) == [0, 2, 2, 2]
+    [incident] = await _incidents(client)
+    detail = (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
+    assert len(detail["alerts"]) == 2
+    assert len(detail["actions"]) == 1

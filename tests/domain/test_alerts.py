@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime
 
@@ -9,7 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from heal.domain.alerts import Alert, AlertStatus, IngestVerdict, classify, fingerprint_of
+from heal.domain.alerts import (
+    Alert,
+    AlertsRefused,
+    AlertStatus,
+    IngestVerdict,
+    admit,
+    admit_all,
+    classify,
+    fingerprint_of,
+)
 
 LABELS = {"alertname": "CheckoutDown", "severity": "critical", "service": "checkout"}
 
@@ -132,3 +142,46 @@ def test_separator_characters_in_values_do_not_collide() -> None:
     first = {"a": "1\x1fb\x1e2", "b": "3"}
     second = {"a": "1", "b": "2\x1fb\x1e3"}
     assert fingerprint_of(first) != fingerprint_of(second)
+
+
+class TestAdmit:
+    """What every backend stores, decided before any of them sees it."""
+
+    @staticmethod
+    def _alert(**changes: object) -> Alert:
+        base = Alert(
+            fingerprint="f",
+            status=AlertStatus.FIRING,
+            labels=dict(LABELS),
+            annotations={},
+            starts_at=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+        return dataclasses.replace(base, **changes)
+
+    def test_nul_is_escaped_in_names_and_values(self) -> None:
+        admitted = admit(self._alert(labels={"a\x00": "b\x00c"}, annotations={"s": "\x00"}))
+        assert admitted.labels == {"a\\u0000": "b\\u0000c"}
+        assert admitted.annotations == {"s": "\\u0000"}
+
+    @given(st.text(min_size=129, max_size=400))
+    def test_a_long_fingerprint_is_hashed_stably_to_fit(self, fingerprint: str) -> None:
+        if any("\ud800" <= c <= "\udfff" for c in fingerprint):
+            return
+        first = admit(self._alert(fingerprint=fingerprint)).fingerprint
+        assert len(first) <= 128
+        assert first == admit(self._alert(fingerprint=fingerprint)).fingerprint
+        assert first != admit(self._alert(fingerprint=fingerprint + "x")).fingerprint
+
+    @pytest.mark.parametrize(
+        ("labels", "field"),
+        [
+            ({**LABELS, "severity": "s" * 51}, "labels.severity"),
+            ({**LABELS, "x": "\ud800"}, "labels.x"),
+            ({"a\x00": "1", "a\\u0000": "2"}, "labels"),
+        ],
+    )
+    def test_refused_names_the_field(self, labels: dict[str, str], field: str) -> None:
+        with pytest.raises(AlertsRefused) as refused:
+            admit_all([self._alert(), self._alert(labels=labels)])
+        [(index, refusal)] = refused.value.refusals
+        assert (index, refusal.field) == (1, field)

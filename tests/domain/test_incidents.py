@@ -122,3 +122,12 @@ class TestIncidentTitle:
 
     def test_no_alertname(self) -> None:
         assert incident_title(["service"], {"service": "checkout"}) == "alert (service=checkout)"
+
+
+def test_a_group_key_over_its_column_is_hashed_and_still_groups() -> None:
+    long = {**LABELS, "alertname": "N" * 600}
+    key = group_key("r", ["alertname"], long)
+    assert len(key) <= 512
+    assert key == group_key("r", ["alertname"], {**long, "instance": "other"})
+    assert key != group_key("r", ["alertname"], {**long, "alertname": "N" * 601})
+    assert len(incident_title(["alertname"], long)) == 500

@@ -94,7 +94,12 @@ def _unavailable(detail: str, retry_after: int) -> JSONResponse:
 def _field_error(error: Any) -> dict[str, Any]:
     loc = [str(part) for part in error.get("loc", ()) if part != "body"]
     return {
-        "field": ".".join(loc) or "body",
-        "message": error.get("msg", "invalid"),
+        "field": _printable(".".join(loc) or "body"),
+        "message": _printable(error.get("msg", "invalid")),
         "type": error.get("type"),
     }
+
+
+def _printable(text: str) -> str:
+    # A field name is the sender's (an unknown key); a lone surrogate in it has no UTF-8.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

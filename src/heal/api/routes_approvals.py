@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from heal.api import views
 from heal.api.auth import Caller, Operator, Viewer
-from heal.api.schemas import Page
+from heal.api.schemas import VALIDATION_ERRORS, CursorQuery, IdPath, Page, StoredText
 from heal.app import Heal
 from heal.approvals.service import ApprovalClosed, ApprovalNotFound
 from heal.domain.approvals import ApprovalStatus, Signer, SignRefused
@@ -18,7 +18,7 @@ from heal.domain.matchers import LabelMatcher
 from heal.engine.engine import utcnow
 from heal.store import approvals_repo, silences_repo
 
-router = APIRouter(prefix="/api/v1", tags=["approvals"])
+router = APIRouter(prefix="/api/v1", tags=["approvals"], responses=VALIDATION_ERRORS)
 
 
 def _heal(request: Request) -> Heal:
@@ -27,7 +27,7 @@ def _heal(request: Request) -> Heal:
 
 
 class Decision(BaseModel):
-    comment: str = Field(default="", max_length=2000)
+    comment: StoredText = Field(default="", max_length=2000)
 
 
 @router.get("/approvals")
@@ -35,7 +35,7 @@ async def list_approvals(
     request: Request,
     _caller: Viewer,
     status_: Annotated[ApprovalStatus | None, Query(alias="status")] = None,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page:
     async with _heal(request).db.read() as connection:
@@ -49,7 +49,7 @@ async def list_approvals(
 
 
 @router.get("/approvals/{approval_id}", responses={404: {"description": "no such approval"}})
-async def get_approval(request: Request, approval_id: int, _caller: Viewer) -> dict[str, Any]:
+async def get_approval(request: Request, approval_id: IdPath, _caller: Viewer) -> dict[str, Any]:
     async with _heal(request).db.read() as connection:
         row = await approvals_repo.get(connection, approval_id)
         if row is None:
@@ -69,7 +69,7 @@ _DECIDE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def _decide(
-    request: Request, approval_id: int, caller: Signer, approve: bool, comment: str
+    request: Request, approval_id: IdPath, caller: Signer, approve: bool, comment: str
 ) -> dict[str, Any]:
     try:
         result = await _heal(request).approvals.sign(
@@ -94,7 +94,7 @@ async def _decide(
 
 @router.post("/approvals/{approval_id}/approve", responses=_DECIDE_RESPONSES)
 async def approve(
-    request: Request, approval_id: int, caller: Caller, body: Decision | None = None
+    request: Request, approval_id: IdPath, caller: Caller, body: Decision | None = None
 ) -> dict[str, Any]:
     """Sign in favour; the action runs when the quorum is reached."""
     return await _decide(request, approval_id, caller, True, body.comment if body else "")
@@ -102,18 +102,18 @@ async def approve(
 
 @router.post("/approvals/{approval_id}/reject", responses=_DECIDE_RESPONSES)
 async def reject(
-    request: Request, approval_id: int, caller: Caller, body: Decision | None = None
+    request: Request, approval_id: IdPath, caller: Caller, body: Decision | None = None
 ) -> dict[str, Any]:
     """Reject: the action is skipped with the comment as its reason."""
     return await _decide(request, approval_id, caller, False, body.comment if body else "")
 
 
 class NewSilence(BaseModel):
-    matchers: dict[str, str] = Field(
+    matchers: dict[StoredText, StoredText] = Field(
         min_length=1, description="label matchers, Prometheus style: value, =v, !=v, =~re, !~re"
     )
     duration: int = Field(gt=0, le=90 * 86400, description="seconds from now")
-    comment: str = Field(min_length=1, max_length=1000)
+    comment: StoredText = Field(min_length=1, max_length=1000)
 
     @field_validator("matchers")
     @classmethod
@@ -150,7 +150,7 @@ async def list_silences(
 
 
 @router.delete("/silences/{silence_id}", responses={404: {"description": "no active silence"}})
-async def expire_silence(request: Request, silence_id: int, _caller: Operator) -> dict[str, Any]:
+async def expire_silence(request: Request, silence_id: IdPath, _caller: Operator) -> dict[str, Any]:
     now: datetime = utcnow()
     async with _heal(request).db.write() as connection:
         if not await silences_repo.expire(connection, silence_id, now):

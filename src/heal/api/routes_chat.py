@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 
+from heal.api.schemas import Problem
 from heal.app import Heal
 from heal.approvals.chat import answer_button
 from heal.notify import slack
@@ -25,7 +26,11 @@ from heal.notify.slack import SlackChannel
 from heal.notify.telegram import TelegramChannel
 from heal.observability.logging import get_logger
 
-router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
+# A press heal cannot read is refused with a sentence, not a list of fields.
+_UNREADABLE: dict[int | str, dict[str, Any]] = {
+    422: {"model": Problem, "description": "not a callback heal can read"}
+}
+router = APIRouter(prefix="/api/v1/chat", tags=["chat"], responses=_UNREADABLE)
 log = get_logger("heal.chat")
 C = TypeVar("C", TelegramChannel, SlackChannel)
 

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from heal.api import views
 from heal.api.auth import Operator, Viewer
-from heal.api.schemas import CancelRequest, Page
+from heal.api.schemas import (
+    VALIDATION_ERRORS,
+    CancelRequest,
+    CursorQuery,
+    IdPath,
+    Page,
+    StoredText,
+    UtcDatetime,
+)
 from heal.app import Heal
 from heal.domain.incidents import IncidentStatus
 from heal.engine.engine import ActionNotFound
 from heal.store import actions_repo, alerts_repo, incidents_repo, timeline_repo
 
-router = APIRouter(prefix="/api/v1", tags=["incidents"])
+router = APIRouter(prefix="/api/v1", tags=["incidents"], responses=VALIDATION_ERRORS)
 
 
 def _heal(request: Request) -> Heal:
@@ -28,11 +35,9 @@ async def list_incidents(
     request: Request,
     _caller: Viewer,
     status_: Annotated[IncidentStatus | None, Query(alias="status")] = None,
-    severity: str | None = None,
-    since: datetime | None = None,
-    cursor: Annotated[
-        int | None, Query(ge=1, description="next_cursor of the previous page")
-    ] = None,
+    severity: StoredText | None = None,
+    since: UtcDatetime | None = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page:
     """Newest first. Pass ``next_cursor`` back as ``cursor`` for the next page."""
@@ -51,7 +56,7 @@ async def list_incidents(
 
 
 @router.get("/incidents/{incident_id}", responses={404: {"description": "no such incident"}})
-async def get_incident(request: Request, incident_id: int, _caller: Viewer) -> dict[str, Any]:
+async def get_incident(request: Request, incident_id: IdPath, _caller: Viewer) -> dict[str, Any]:
     async with _heal(request).db.read() as connection:
         row = await incidents_repo.get(connection, incident_id)
         if row is None:
@@ -68,7 +73,7 @@ async def get_incident(request: Request, incident_id: int, _caller: Viewer) -> d
 
 
 @router.get("/actions/{action_id}", responses={404: {"description": "no such action"}})
-async def get_action(request: Request, action_id: int, _caller: Viewer) -> dict[str, Any]:
+async def get_action(request: Request, action_id: IdPath, _caller: Viewer) -> dict[str, Any]:
     async with _heal(request).db.read() as connection:
         row = await actions_repo.load(connection, action_id)
         if row is None:
@@ -85,7 +90,7 @@ async def get_action(request: Request, action_id: int, _caller: Viewer) -> dict[
     },
 )
 async def cancel_action(
-    request: Request, action_id: int, caller: Operator, body: CancelRequest | None = None
+    request: Request, action_id: IdPath, caller: Operator, body: CancelRequest | None = None
 ) -> dict[str, Any]:
     """Cancel an in-flight action: it ends as ``failure/user_abort``."""
     try:

@@ -2,21 +2,77 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from heal.domain.alerts import Alert, AlertStatus, fingerprint_of
+from heal.domain.bounds import storable_text, utc
 
 # Alertmanager sends Go's zero time for "no end".
 _GO_ZERO_YEAR = 1
+# Ids are 64-bit signed on both backends (BIGINT; SQLite's INTEGER): a larger one names
+# no row, and the database would refuse to compare with it.
+ID_MAX = 2**63 - 1
+
+
+def _text(value: str) -> str:
+    return storable_text(value)
+
+
+# Free text heal stores: NUL escaped and lone surrogates refused, as for alert labels.
+StoredText = Annotated[str, AfterValidator(_text)]
+# A time that exists in UTC: 9999-12-31T23:00:00-05:00 does not.
+UtcDatetime = Annotated[datetime, AfterValidator(utc)]
+IdPath = Annotated[int, Path(ge=1, le=ID_MAX)]
+CursorQuery = Annotated[
+    int | None, Query(ge=1, le=ID_MAX, description="next_cursor of the previous page")
+]
 
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is None or value.year <= _GO_ZERO_YEAR:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return utc(value)
+
+
+def _start_time(value: datetime) -> datetime:
+    if value.year <= _GO_ZERO_YEAR:
+        raise ValueError("must be a real time, not the zero time")
+    return utc(value)
+
+
+def _end_time(value: datetime) -> datetime:
+    return value if value.year <= _GO_ZERO_YEAR else utc(value)
+
+
+# A start must be a real time; an end may be Go's zero time, meaning "no end".
+StartTime = Annotated[datetime, AfterValidator(_start_time)]
+EndTime = Annotated[datetime, AfterValidator(_end_time)]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="dotted path of the offending value, or 'body'")
+    message: str
+    type: str = Field(description="kind of error, e.g. missing, json_invalid, unstorable")
+
+
+class ValidationErrors(BaseModel):
+    """heal's 422 body: every problem found, none of the batch stored."""
+
+    detail: list[FieldError]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+# Every operation that validates its input documents heal's 422 body, not FastAPI's.
+VALIDATION_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ValidationErrors, "description": "invalid input; the body says where"}
+}
 
 
 class AlertmanagerAlert(BaseModel):
@@ -25,8 +81,8 @@ class AlertmanagerAlert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime
-    endsAt: datetime | None = None
+    startsAt: StartTime
+    endsAt: EndTime | None = None
     generatorURL: str = ""
     fingerprint: str = ""
 
@@ -59,14 +115,6 @@ class AlertmanagerWebhook(BaseModel):
     externalURL: str = ""
     alerts: list[AlertmanagerAlert]
 
-    @field_validator("alerts")
-    @classmethod
-    def _starts_at_set(cls, alerts: list[AlertmanagerAlert]) -> list[AlertmanagerAlert]:
-        for alert in alerts:
-            if _aware(alert.startsAt) is None:
-                raise ValueError("startsAt must be a real time, not the zero time")
-        return alerts
-
 
 class GenericAlert(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -74,9 +122,11 @@ class GenericAlert(BaseModel):
     labels: dict[str, str] = Field(min_length=1)
     annotations: dict[str, str] = Field(default_factory=dict)
     status: Literal["firing", "resolved"] = "firing"
-    starts_at: datetime
-    ends_at: datetime | None = None
-    fingerprint: str | None = Field(default=None, min_length=1, max_length=128)
+    starts_at: StartTime
+    ends_at: EndTime | None = None
+    fingerprint: str | None = Field(
+        default=None, min_length=1, description="a longer one than 128 is stored hashed"
+    )
     generator_url: str | None = None
 
     def to_alert(self) -> Alert:
@@ -131,7 +181,7 @@ class IngestAccepted(BaseModel):
 
 
 class CancelRequest(BaseModel):
-    reason: str = Field(default="", max_length=1000)
+    reason: StoredText = Field(default="", max_length=1000)
 
 
 class Page(BaseModel):

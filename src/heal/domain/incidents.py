@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 
+from heal.domain.bounds import GROUP_KEY_MAX, TITLE_MAX, bounded_key, bounded_text
+
 
 class IncidentStatus(StrEnum):
     OPEN = "open"
@@ -41,13 +43,15 @@ def group_key(owner: str, group_by: list[str], labels: dict[str, str]) -> str:
     """The key under which an alert joins an open incident.
 
     ``owner`` is the rule that owns the alert (or ``"*"`` for unmatched alerts); two rules
-    grouping by the same labels never share incidents.
+    grouping by the same labels never share incidents. A key longer than its column is
+    hashed, so that long label values still group.
     """
     values = {name: labels.get(name, "") for name in sorted(group_by)}
-    return f"{owner}|{json.dumps(values, sort_keys=True, separators=(',', ':'))}"
+    key = f"{owner}|{json.dumps(values, sort_keys=True, separators=(',', ':'))}"
+    return bounded_key(key, GROUP_KEY_MAX)
 
 
 def incident_title(group_by: list[str], labels: dict[str, str]) -> str:
     name = labels.get("alertname", "alert")
     detail = ", ".join(f"{k}={labels[k]}" for k in group_by if k != "alertname" and k in labels)
-    return f"{name} ({detail})" if detail else name
+    return bounded_text(f"{name} ({detail})" if detail else name, TITLE_MAX)

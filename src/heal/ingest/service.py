@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.approvals.gate import Silence, auto_approval, expiry, requirement
 from heal.approvals.lifecycle import on_incidents_resolved
 from heal.domain.actions import ActionStatus, Signal
-from heal.domain.alerts import Alert, AlertStatus, IngestVerdict, classify
+from heal.domain.alerts import Alert, AlertStatus, IngestVerdict, admit_all, classify
 from heal.domain.approvals import HEAL_REQUESTER, ApprovalStatus
 from heal.domain.incidents import IncidentStatus, group_key, incident_title, worse_severity
 from heal.domain.redaction import Redactor
@@ -25,6 +26,7 @@ from heal.engine.create import inflight_key, new_action_row
 from heal.engine.engine import utcnow
 from heal.engine.interfaces import WakeScheduler
 from heal.observability import metrics
+from heal.observability.logging import get_logger
 from heal.policy.models import ActionConfig, ApprovalRequirement, Rule
 from heal.policy.ruleset import RuleSet
 from heal.store import (
@@ -36,7 +38,12 @@ from heal.store import (
     silences_repo,
     timeline_repo,
 )
+from heal.store.conflicts import is_lost_race
 from heal.store.db import Database
+
+log = get_logger("heal.ingest")
+# A batch that loses a race runs again; each run sees more of what the winners stored.
+INGEST_ATTEMPTS = 5
 
 
 @dataclass(slots=True)
@@ -89,8 +96,25 @@ class IngestService:
         self.clock = clock
 
     async def ingest(self, batch: list[Alert], source: str = "api") -> IngestReport:
-        report = IngestReport(received=len(batch))
+        """Store a batch, all or nothing; :class:`AlertsRefused` when any alert cannot be.
+
+        Concurrent batches can collide on a unique key (the same occurrence, or the same
+        new in-flight action) or deadlock on PostgreSQL; the loser's transaction is rolled
+        back and run again, and then sees what the winner stored.
+        """
+        admitted = admit_all(batch)
         metrics.ALERTS_RECEIVED.labels(source).inc(len(batch))
+        for attempt in range(1, INGEST_ATTEMPTS + 1):
+            try:
+                return await self._ingest_once(admitted, source)
+            except (IntegrityError, OperationalError) as exc:
+                if not is_lost_race(exc) or attempt == INGEST_ATTEMPTS:
+                    raise
+                log.info("ingest collided with a concurrent batch; retrying", attempt=attempt)
+        raise AssertionError("unreachable")
+
+    async def _ingest_once(self, batch: list[Alert], source: str) -> IngestReport:
+        report = IngestReport(received=len(batch))
         ruleset = self.rules()
         notifications = _collapse(batch)
         report.duplicates = len(batch) - len(notifications)
@@ -169,17 +193,27 @@ class IngestService:
                         }
                     else:
                         pending["severity"] = worse_severity(pending["severity"], severity)
-            opened = await incidents_repo.insert_many(connection, list(to_open.values()))
-            for incident_id, (key, row) in zip(opened, to_open.items(), strict=True):
-                row["id"] = incident_id
+            opened, found_open = await incidents_repo.open_or_join(
+                connection, list(to_open.values())
+            )
+            for key, row in to_open.items():
+                if key not in opened:
+                    continue
+                row["id"] = opened[key]
                 open_incidents[key] = row
                 note(
-                    incident_id,
+                    row["id"],
                     EventKind.INCIDENT_OPENED,
                     f"incident opened: {row['title']}",
                     group_labels=row["group_labels"],
                     rule=row["rule"],
                 )
+            for key, incident in found_open.items():  # opened meanwhile by a concurrent batch
+                worse = worse_severity(incident["severity"], to_open[key]["severity"])
+                if worse != incident["severity"]:
+                    incident["severity"] = worse
+                    await incidents_repo.set_severity(connection, incident["id"], worse or "")
+                open_incidents[key] = incident
             metrics.INCIDENTS_OPENED.inc(len(opened))
             report.incidents_opened = len(opened)
             for item in items:

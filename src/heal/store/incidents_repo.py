@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.domain.incidents import IncidentStatus
-from heal.store.batch import insert_returning_ids
 from heal.store.tables import actions, incidents
 
 
@@ -24,8 +24,41 @@ async def open_by_keys(
     return {row.open_key: dict(row._mapping) for row in result}
 
 
-async def insert_many(connection: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
-    return await insert_returning_ids(connection, incidents, rows, ("open_key",))
+async def open_or_join(
+    connection: AsyncConnection, rows: list[dict[str, Any]]
+) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """Open an incident per row, unless one is open for its ``open_key`` by now.
+
+    Returns (open_key -> id of the incident opened, open_key -> the incident found open).
+    Two transactions opening the same new group meet on the unique ``open_key``: ``ON
+    CONFLICT DO NOTHING`` makes the second wait for the first and then skip the row, and
+    the first's incident is visible to its next statement, so it joins that one. Rows go
+    in sorted by key, so that two batches never wait for each other in a circle.
+    """
+    opened: dict[str, int] = {}
+    joined: dict[str, dict[str, Any]] = {}
+    pending = sorted(rows, key=lambda row: str(row["open_key"]))
+    # An incident found conflicting but resolved before it could be read is opened anew.
+    for _ in range(_OPEN_ATTEMPTS):
+        if not pending:
+            return opened, joined
+        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+        statement = (
+            insert(incidents)
+            .values(pending)
+            .on_conflict_do_nothing(index_elements=[incidents.c.open_key])
+            .returning(incidents.c.id, incidents.c.open_key)
+        )
+        opened.update({row.open_key: row.id for row in await connection.execute(statement)})
+        taken = [row["open_key"] for row in pending if row["open_key"] not in opened]
+        joined.update(await open_by_keys(connection, taken))
+        pending = [row for row in pending if row["open_key"] not in opened.keys() | joined.keys()]
+    if pending:
+        raise RuntimeError(f"incidents {sorted(r['open_key'] for r in pending)} kept closing")
+    return opened, joined
+
+
+_OPEN_ATTEMPTS = 3
 
 
 async def set_severity(connection: AsyncConnection, incident_id: int, severity: str) -> None:
