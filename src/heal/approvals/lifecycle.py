@@ -25,6 +25,20 @@ from heal.store.tables import approvals
 INCIDENT_RESOLVED = "the incident resolved while it was pending"
 
 
+def skipped_while_waiting(message: str, now: datetime) -> dict[str, Any]:
+    """The columns of a waiting action that ends ``skipped``: no wake, poll or expiry left."""
+    return {
+        "status": ActionStatus.SKIPPED.value,
+        "message": message,
+        "finished_at": now,
+        "next_wake_at": None,
+        "next_poll_at": None,
+        "approval_expires_at": None,
+        "inflight_key": None,
+        "claimed_until": None,
+    }
+
+
 async def end_obsolete(
     connection: AsyncConnection,
     action: dict[str, Any],
@@ -88,16 +102,7 @@ async def on_incidents_resolved(
             connection,
             action_id,
             action["version"],
-            {
-                "status": ActionStatus.SKIPPED.value,
-                "message": f"approval obsolete: {INCIDENT_RESOLVED}",
-                "finished_at": now,
-                "next_wake_at": None,
-                "next_poll_at": None,
-                "approval_expires_at": None,
-                "inflight_key": None,
-                "claimed_until": None,
-            },
+            skipped_while_waiting(f"approval obsolete: {INCIDENT_RESOLVED}", now),
         )
         if skipped and await end_obsolete(
             connection, action, INCIDENT_RESOLVED, now, redact, action_skipped=True

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from heal.approvals.lifecycle import end_obsolete
+from heal.approvals.lifecycle import end_obsolete, skipped_while_waiting
 from heal.domain.actions import ActionStatus
 from heal.domain.approvals import (
     ApprovalStatus,
@@ -140,16 +140,7 @@ class ApprovalService:
                 await self._move_action(
                     connection,
                     action,
-                    {
-                        "status": ActionStatus.SKIPPED.value,
-                        "message": f"rejected by {who}{say}",
-                        "finished_at": now,
-                        "next_wake_at": None,
-                        "next_poll_at": None,
-                        "approval_expires_at": None,
-                        "inflight_key": None,
-                        "claimed_until": None,
-                    },
+                    skipped_while_waiting(f"rejected by {who}{say}", now),
                 )
                 notes.append(
                     _entry(
