@@ -17,7 +17,7 @@ from heal.notify.slack import SlackChannel
 from heal.notify.telegram import TelegramChannel
 from heal.observability import logging as heal_logging
 from heal.plugins.http import HttpPlugin
-from heal.policy.loader import load_policy, resolve_secrets
+from heal.policy.loader import basic_credentials, load_policy, resolve_secrets
 from heal.policy.models import Policy
 from heal.policy.ruleset import RuleSet
 from heal.runtime.distributed import ProcrastinateRuntime
@@ -72,13 +72,14 @@ class Heal:
             policy = load_policy(settings.config) if settings.config else Policy()
         secrets = resolve_secrets(policy)
         masked = [*secrets.values(), *settings.chat_secrets()]
-        heal_logging.set_secrets(masked)
+        credentials = basic_credentials(policy, secrets)
+        heal_logging.set_secrets(masked, credentials)
         db = Database(
             settings.database_url,
             pool_size=settings.db_pool_size,
             max_pending_writes=settings.max_pending_writes,
         )
-        redact = Redactor(masked)
+        redact = Redactor(masked, credentials)
         runtime: Runtime
         if settings.runtime == "procrastinate":
             runtime = ProcrastinateRuntime(
@@ -93,7 +94,7 @@ class Heal:
             runtime = EmbeddedRuntime(db, concurrency=settings.workers)
         http = HttpPlugin()
         approvals = ApprovalService(db, runtime, redact)
-        engine = Engine(db, runtime, {http.type: http}, secrets, hook=approvals)
+        engine = Engine(db, runtime, {http.type: http}, secrets, hook=approvals, redact=redact)
         ruleset = RuleSet(policy)
         holder = cls(
             settings=settings,

@@ -63,13 +63,14 @@ class Engine:
         secrets: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = utcnow,
         hook: TransitionHook | None = None,
+        redact: Redactor | None = None,
     ) -> None:
         self.hook = hook
         self.db = database
         self.scheduler = scheduler
         self.plugins = dict(plugins)
         self.secrets = dict(secrets or {})
-        self.redact = Redactor(self.secrets.values())
+        self.redact = Redactor(self.secrets.values()) if redact is None else redact
         self.clock = clock
         # A snapshot never changes, so its parsed form can be kept per action.
         self._known: OrderedDict[int, _Snapshots] = OrderedDict()
@@ -183,6 +184,9 @@ class Engine:
         plugin = self.plugins.get(state.config.type)
         if plugin is None:
             return NodeOutcome(error=f"no plugin for action type {state.config.type!r}")
+        auth = node.request.auth
+        if auth is not None and auth.type == "basic" and auth.username:
+            self.redact.add_credential(auth.username, self.secrets.get(auth.secret, ""))
         remaining = (state.timeout_at - now).total_seconds() if state.timeout_at else 600.0
         call = NodeCall(
             action_id=state.id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
@@ -14,9 +14,9 @@ from heal.domain.redaction import Redactor
 _redactor = Redactor()
 
 
-def set_secrets(values: list[str]) -> None:
+def set_secrets(values: list[str], credentials: Iterable[tuple[str, str]] = ()) -> None:
     global _redactor
-    _redactor = Redactor(values)
+    _redactor = Redactor(values, credentials)
 
 
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

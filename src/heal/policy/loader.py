@@ -139,3 +139,17 @@ def resolve_secrets(policy: Policy, environ: dict[str, str] | None = None) -> di
     if missing:
         raise PolicyError("environment", [PolicyProblem(0, 0, "secrets", m) for m in missing])
     return values
+
+
+def basic_credentials(policy: Policy, secrets: dict[str, str]) -> set[tuple[str, str]]:
+    """(username, secret value) of every node with basic auth: what heal base64-encodes
+    into an ``Authorization`` header, so the redactor can mask that form too."""
+    return {
+        (auth.username, secrets[auth.secret])
+        for action in policy.actions.values()
+        for node in action.nodes
+        if (auth := node.request.auth)
+        and auth.type == "basic"
+        and auth.username
+        and auth.secret in secrets
+    }

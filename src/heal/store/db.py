@@ -2,13 +2,17 @@
 
 SQLite (the embedded default) allows one writer. Rather than let concurrent writers
 collide on ``SQLITE_BUSY``, all writes go through a one-connection pool that begins
-``IMMEDIATE`` transactions, while reads use their own pool and WAL snapshots. The count
-of writers waiting is the overload signal: past ``max_pending_writes`` a write is
+``IMMEDIATE`` transactions, while reads use their own pool and WAL snapshots. Writers
+take turns at that connection in arrival order (:class:`WriteTurns`), heal's own commits
+(wakes, approvals) ahead of ingest, so a wake never waits behind a queue of ingests. The
+count of writers waiting is the overload signal: past ``max_pending_writes`` an ingest is
 refused at once with :class:`Overloaded`, which the API turns into 503 + Retry-After.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,6 +30,50 @@ class Overloaded(Exception):
     def __init__(self, retry_after: int = 1) -> None:
         super().__init__("the database is busy; retry later")
         self.retry_after = retry_after
+
+
+class WriteTurns:
+    """The one writer's turns, first come first served, in two lines: heal's own commits
+    before ingests.
+
+    SQLAlchemy's pool hands a freed connection to whichever waiter the event loop wakes
+    first, and gives up after its pool timeout; here each waiter holds a future in a
+    FIFO, and a finished writer hands its turn to the head of the queue directly.
+    """
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._internal: deque[asyncio.Future[None]] = deque()
+        self._ingest: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._internal) + len(self._ingest)
+
+    async def acquire(self, *, ingest: bool) -> None:
+        if not self._busy:
+            self._busy = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line = self._ingest if ingest else self._internal
+        line.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # the turn came as we were cancelled: pass it on
+            else:
+                line.remove(turn)
+            raise
+
+    def release(self) -> None:
+        for line in (self._internal, self._ingest):
+            while line:
+                turn = line.popleft()
+                if not turn.done():
+                    turn.set_result(None)  # stays busy: the turn goes straight to it
+                    return
+        self._busy = False
 
 
 def _sqlite_engine(url: str, *, writer: bool, pool_size: int) -> AsyncEngine:
@@ -72,7 +120,9 @@ class Database:
         self.is_sqlite = self.dialect == "sqlite"
         self.max_pending_writes = max_pending_writes
         self._pending_writes = 0
+        self.turns: WriteTurns | None = None
         if self.is_sqlite:
+            self.turns = WriteTurns()
             self.writer = _sqlite_engine(url, writer=True, pool_size=1)
             self.reader = _sqlite_engine(url, writer=False, pool_size=pool_size)
         else:
@@ -87,15 +137,37 @@ class Database:
 
     @property
     def pending_writes(self) -> int:
+        """Writes under way or waiting for their turn."""
+        if self.turns is not None:
+            return self._pending_writes + self.turns.waiting
         return self._pending_writes
 
     @asynccontextmanager
     async def write(self, *, shed: bool = False) -> AsyncIterator[AsyncConnection]:
         """One write transaction; commits on success, rolls back on error.
 
-        ``shed=True`` refuses at once when the queue of writers is full; ingest uses it so
-        that overload becomes a 503 instead of an ever longer wait.
+        ``shed=True`` marks an ingest: it is refused at once when ``max_pending_writes``
+        writes are already under way or waiting, so that overload becomes a 503 instead
+        of an ever longer wait. On SQLite other writes go first (see :class:`WriteTurns`).
         """
+        turns = self.turns
+        if turns is None:
+            async with self._pooled_write(shed=shed) as connection:
+                yield connection
+            return
+        if shed and self.pending_writes >= self.max_pending_writes:
+            raise Overloaded()
+        await turns.acquire(ingest=shed)
+        self._pending_writes += 1
+        try:
+            async with self.writer.begin() as connection:
+                yield connection
+        finally:
+            self._pending_writes -= 1
+            turns.release()
+
+    @asynccontextmanager
+    async def _pooled_write(self, *, shed: bool) -> AsyncIterator[AsyncConnection]:
         if shed and self._pending_writes >= self.max_pending_writes:
             raise Overloaded()
         self._pending_writes += 1
