@@ -124,3 +124,23 @@ async def test_a_cancelled_waiter_gives_up_its_turn(db: Database) -> None:
     await asyncio.gather(holding, after)
     assert storm.started == ["after"]
     assert db.pending_writes == 0
+
+
+async def test_wakes_and_ingests_take_turns(db: Database) -> None:
+    storm = Storm(db)
+    release = asyncio.Event()
+    holder = asyncio.Event()
+
+    async def hold() -> None:
+        async with db.write():
+            holder.set()
+            await release.wait()
+
+    holding = asyncio.create_task(hold())
+    await holder.wait()
+    tasks = [asyncio.create_task(storm.write(f"wake-{i}", shed=False)) for i in range(3)]
+    tasks += [asyncio.create_task(storm.write(f"ingest-{i}")) for i in range(3)]
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(holding, *tasks)
+    assert storm.started == ["wake-0", "ingest-0", "wake-1", "ingest-1", "wake-2", "ingest-2"]

@@ -33,8 +33,9 @@ class Overloaded(Exception):
 
 
 class WriteTurns:
-    """The one writer's turns, first come first served, in two lines: heal's own commits
-    before ingests.
+    """The one writer's turns, first come first served within each of two lines (heal's
+    own commits, ingests), the lines taking turns: a wake waits behind at most one ingest
+    per commit queued ahead of it, and a stream of wakes cannot starve ingest either.
 
     SQLAlchemy's pool hands a freed connection to whichever waiter the event loop wakes
     first, and gives up after its pool timeout; here each waiter holds a future in a
@@ -45,6 +46,7 @@ class WriteTurns:
         self._busy = False
         self._internal: deque[asyncio.Future[None]] = deque()
         self._ingest: deque[asyncio.Future[None]] = deque()
+        self._ingest_next = False
 
     @property
     def waiting(self) -> int:
@@ -67,10 +69,14 @@ class WriteTurns:
             raise
 
     def release(self) -> None:
-        for line in (self._internal, self._ingest):
+        lines = [self._internal, self._ingest]
+        if self._ingest_next:
+            lines.reverse()
+        for line in lines:
             while line:
                 turn = line.popleft()
                 if not turn.done():
+                    self._ingest_next = line is self._internal
                     turn.set_result(None)  # stays busy: the turn goes straight to it
                     return
         self._busy = False
