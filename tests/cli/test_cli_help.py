@@ -71,6 +71,23 @@ def test_light_commands_load_no_server_database_or_queue(args: tuple[str, ...]) 
     assert imported_after(*args) == []
 
 
+def test_no_commands_help_loads_the_server_database_or_queue() -> None:
+    """A command's module imports its heavy parts inside the command, so `--help` (and a
+    command refused for bad input) starts at once. One process walks them all."""
+    script = (
+        "import sys\n"
+        "from heal.cli.main import main\n"
+        f"for path in {every_command()!r}:\n"
+        "    sys.argv = ['heal', *path, '--help']\n"
+        "    try:\n        main()\n    except SystemExit:\n        pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert finished.stdout.strip().splitlines()[-1] == "[]"
+
+
 @pytest.mark.parametrize("path", every_command(), ids=" ".join)
 def test_every_command_has_an_example_and_shows_flags_as_flags(path: tuple[str, ...]) -> None:
     result = heal_cli(*path, "--help")

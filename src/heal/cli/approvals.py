@@ -5,14 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 from rich.table import Table
 
-from heal.app import Heal
-from heal.approvals.service import ApprovalClosed, ApprovalNotFound
 from heal.cli import render
 from heal.cli.common import (
     DatabaseUrl,
@@ -26,9 +23,9 @@ from heal.cli.console import CliError, examples, fail, group, out, print_json, w
 from heal.cli.users import existing_user
 from heal.domain.approvals import BREAK_GLASS, ApprovalStatus, SignRefused, person
 from heal.domain.matchers import LabelMatcher
-from heal.engine.engine import utcnow
-from heal.policy.models import Policy
-from heal.store import approvals_repo, silences_repo
+
+if TYPE_CHECKING:
+    import httpx
 
 app = group("Pending approvals: list, show, approve, reject.")
 silences = group("Silences: suppress actions and cards for matching alerts.")
@@ -58,6 +55,8 @@ def list_approvals(
     as_json: JsonOutput = False,
 ) -> None:
     """Approvals, newest first."""
+    from heal.store import approvals_repo
+
     settings = make_settings(database_url=database_url)
 
     async def work() -> list[dict[str, Any]]:
@@ -89,6 +88,8 @@ def list_approvals(
 @app.command("show", epilog=examples("heal approvals show 1", "heal approvals show 1 --json"))
 def show(approval_id: int, database_url: DatabaseUrl = None, as_json: JsonOutput = False) -> None:
     """One approval with its signatures."""
+    from heal.store import approvals_repo
+
     settings = make_settings(database_url=database_url)
 
     async def work() -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -221,6 +222,8 @@ def _decide(
 def _decide_through_api(
     approval_id: int, approve: bool, comment: str, url: str, token: str
 ) -> dict[str, Any]:
+    import httpx
+
     verb = "approve" if approve else "reject"
     endpoint = f"{url.rstrip('/')}/api/v1/approvals/{approval_id}/{verb}"
     try:
@@ -261,6 +264,10 @@ def _detail(response: httpx.Response) -> str:
 def _decide_in_database(
     approval_id: int, as_user: str, approve: bool, comment: str, database_url: str | None
 ) -> dict[str, Any]:
+    from heal.app import Heal
+    from heal.approvals.service import ApprovalClosed, ApprovalNotFound
+    from heal.policy.models import Policy
+
     settings = make_settings(database_url=database_url)
     warn(
         f"break-glass: signing as {as_user} directly in the database; the timeline says "
@@ -373,6 +380,9 @@ def add_silence(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Silence alerts: matching alerts start no actions (status shield) and send no cards."""
+    from heal.engine.engine import utcnow
+    from heal.store import silences_repo
+
     matchers: dict[str, str] = {}
     for item in matcher:
         for op in ("=~", "!~", "!=", "="):
@@ -420,6 +430,9 @@ def list_silences(
     as_json: JsonOutput = False,
 ) -> None:
     """Active silences (and ended ones with --expired)."""
+    from heal.engine.engine import utcnow
+    from heal.store import silences_repo
+
     settings = make_settings(database_url=database_url)
 
     async def work() -> list[dict[str, Any]]:
@@ -447,6 +460,9 @@ def list_silences(
 @silences.command("expire", epilog=examples("heal silences expire 4"))
 def expire_silence(silence_id: int, database_url: DatabaseUrl = None) -> None:
     """End a silence now."""
+    from heal.engine.engine import utcnow
+    from heal.store import silences_repo
+
     settings = make_settings(database_url=database_url)
 
     async def work() -> bool:

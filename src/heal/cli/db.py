@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from heal.app import Heal
 from heal.cli.common import (
     DatabaseUrl,
     make_settings,
@@ -19,9 +18,10 @@ from heal.cli.common import (
     sqlite_file,
 )
 from heal.cli.console import CliError, examples, group, out
-from heal.policy.models import Policy
 from heal.settings import Settings
-from heal.store import migrate, transfer
+
+if TYPE_CHECKING:
+    from heal.store import transfer
 
 app = group("Database schema and data.")
 
@@ -44,6 +44,8 @@ def upgrade(database_url: DatabaseUrl = None) -> None:
 
 
 async def _upgrade(settings: Settings) -> tuple[str | None, str | None]:
+    from heal.store import migrate
+
     async with open_database(settings, create=True) as database:
         before = await migrate.current_revision(database)
         await migrate.upgrade(database)
@@ -53,6 +55,8 @@ async def _upgrade(settings: Settings) -> tuple[str | None, str | None]:
 @app.command("current", epilog=examples("heal db current"))
 def current(database_url: DatabaseUrl = None) -> None:
     """Show the database's schema revision and the newest this heal knows."""
+    from heal.store import migrate
+
     settings = make_settings(database_url=database_url)
     path = sqlite_file(settings.database_url)
     missing = path is not None and not path.exists()
@@ -73,6 +77,8 @@ def current(database_url: DatabaseUrl = None) -> None:
 
 
 async def _current(settings: Settings) -> str | None:
+    from heal.store import migrate
+
     async with open_database(settings) as database:
         return await migrate.current_revision(database)
 
@@ -124,6 +130,10 @@ def migrate_to(
 async def _migrate_to(
     source_settings: Settings, target: Settings, *, force: bool, quiet: bool
 ) -> tuple[list[transfer.TableCount], int]:
+    from heal.app import Heal
+    from heal.policy.models import Policy
+    from heal.store import transfer
+
     console = out()
 
     def progress(table: str, rows: int) -> None:

@@ -7,23 +7,19 @@ import contextlib
 import signal
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 from rich.markup import escape
 
 import heal
-from heal.api.app import create_app
-from heal.app import Heal
 from heal.cli.common import DatabaseUrl, make_settings, policy_problems, run, safe_url
 from heal.cli.console import examples, fail, out, warn
-from heal.demo.runner import GracefulServer, listen, url_of
 from heal.observability import logging as heal_logging
-from heal.observability.gauges import serving_metrics
-from heal.policy.loader import PolicyError, load_policy
-from heal.policy.models import Policy
 from heal.settings import Settings
+
+if TYPE_CHECKING:
+    from heal.app import Heal
 
 ConfigFile = Annotated[
     Path | None,
@@ -40,6 +36,10 @@ ConfigFile = Annotated[
 
 def build(settings: Settings) -> Heal:
     """Load the policy and wire heal up; policy problems end the command with exit 2."""
+    from heal.app import Heal
+    from heal.policy.loader import PolicyError, load_policy
+    from heal.policy.models import Policy
+
     try:
         policy = load_policy(settings.config) if settings.config else Policy()
         return Heal.build(settings, policy)
@@ -82,6 +82,8 @@ def serve(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run heal: the HTTP API and, unless --no-worker, the worker that runs actions."""
+    from heal.demo.runner import listen, url_of
+
     settings = make_settings(
         config=str(config) if config else None, host=host, port=port, database_url=database_url
     )
@@ -112,6 +114,11 @@ def serve(
 
 
 async def _serve(heal_app: Heal, sock: socket.socket, *, worker: bool) -> None:
+    import uvicorn
+
+    from heal.api.app import create_app
+    from heal.demo.runner import GracefulServer
+
     settings = heal_app.settings
     try:
         # Started here rather than in the app's lifespan, so that an unusable database
@@ -155,6 +162,8 @@ def worker(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run wakes of the distributed runtime (HEAL_RUNTIME=procrastinate), no API."""
+    from heal.demo.runner import url_of
+
     settings = make_settings(
         config=str(config) if config else None, workers=concurrency, database_url=database_url
     )
@@ -181,6 +190,8 @@ def worker(
 
 
 def _metrics_socket(host: str, port: int | None) -> socket.socket | None:
+    from heal.demo.runner import listen
+
     if port is None:
         return None
     try:
@@ -190,6 +201,8 @@ def _metrics_socket(host: str, port: int | None) -> socket.socket | None:
 
 
 async def _work(heal_app: Heal, metrics_sock: socket.socket | None = None) -> None:
+    from heal.observability.gauges import serving_metrics
+
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []

@@ -5,12 +5,10 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.cli import render
 from heal.cli.common import (
@@ -24,13 +22,16 @@ from heal.cli.common import (
 from heal.cli.console import CliError, examples, fail, group, out, print_json
 from heal.domain.access import Scope, check_user_name, role_scopes, token_refusal
 from heal.domain.approvals import Role
-from heal.engine.engine import utcnow
 from heal.settings import hash_token
-from heal.store import users_repo
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def existing_user(connection: AsyncConnection, name: str) -> dict[str, Any]:
     """The user named ``name``, or a CLI error that says how to find or add one."""
+    from heal.store import users_repo
+
     user = await users_repo.by_name(connection, name)
     if user is None:
         raise CliError(
@@ -80,6 +81,8 @@ async def _link(
     connection: AsyncConnection, user: dict[str, Any], links: dict[str, str], force: bool
 ) -> None:
     """Link chat identities to ``user``; one that is someone else's moves only with force."""
+    from heal.store import users_repo
+
     for provider, external in links.items():
         owner = await users_repo.chat_owner(connection, provider, external)
         if owner is not None and owner["id"] != user["id"] and not force:
@@ -113,6 +116,11 @@ def add(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Add a user (name, role, groups, chat identities)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from heal.engine.engine import utcnow
+    from heal.store import users_repo
+
     _valid_name(name)
     settings = make_settings(database_url=database_url)
 
@@ -136,6 +144,8 @@ def add(
 @app.command("list", epilog=examples("heal users list", "heal users list --json"))
 def list_users(database_url: DatabaseUrl = None, as_json: JsonOutput = False) -> None:
     """Every user with role, groups and linked chat identities."""
+    from heal.store import users_repo
+
     settings = make_settings(database_url=database_url)
 
     async def work() -> list[tuple[dict[str, object], list[str]]]:
@@ -166,6 +176,8 @@ def list_users(database_url: DatabaseUrl = None, as_json: JsonOutput = False) ->
 
 
 def _change_user(name: str, database_url: str | None, change: str) -> None:
+    from heal.store import users_repo
+
     settings = make_settings(database_url=database_url)
 
     async def work() -> None:
@@ -224,6 +236,9 @@ def token_new(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Make an API token for a user. It is shown once; only its hash is stored."""
+    from heal.engine.engine import utcnow
+    from heal.store import users_repo
+
     lifetime = duration(expires_in, "--expires-in") if expires_in else None
     try:
         scopes = sorted({s for item in scope for s in Scope.parse_list(item, ",")})
@@ -266,6 +281,9 @@ def token_new(
 )
 def token_list(name: str, database_url: DatabaseUrl = None, as_json: JsonOutput = False) -> None:
     """A user's tokens (never the tokens themselves): id, label, scopes, state."""
+    from heal.engine.engine import utcnow
+    from heal.store import users_repo
+
     settings = make_settings(database_url=database_url)
 
     async def work() -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -317,6 +335,9 @@ def token_revoke(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke a user's token (or all with --all): it is refused from now on."""
+    from heal.engine.engine import utcnow
+    from heal.store import users_repo
+
     if (token_id is None) == (not all_tokens):
         raise typer.BadParameter("give a token id or --all", param_hint="TOKEN_ID")
     settings = make_settings(database_url=database_url)
