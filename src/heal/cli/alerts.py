@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 from rich.table import Table
 
+from heal.cli.common import API_TIMEOUT_SECONDS, API_URL, api_error_detail
 from heal.cli.console import examples, fail, group, out
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ WEBHOOK_PATH = "/api/v1/alerts/alertmanager"
 DEFAULT_LABELS = {"severity": "critical", "service": "checkout"}
 # Alertmanager's "no end yet".
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
-TIMEOUT_SECONDS = 15.0
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -101,7 +101,7 @@ def send(
     url: Annotated[
         str,
         typer.Option("--url", help="where heal listens", envvar="HEAL_URL", show_envvar=True),
-    ] = "http://127.0.0.1:8080",
+    ] = API_URL,
     token: Annotated[
         str | None,
         typer.Option(
@@ -181,11 +181,13 @@ def send(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     try:
-        response = httpx.post(endpoint, content=content, headers=headers, timeout=TIMEOUT_SECONDS)
+        response = httpx.post(
+            endpoint, content=content, headers=headers, timeout=API_TIMEOUT_SECONDS
+        )
     except httpx.ConnectError:
         fail(f"cannot reach heal at {url}: is `heal serve`/`heal demo` running?")
     except httpx.TimeoutException:
-        fail(f"heal at {url} did not answer within {TIMEOUT_SECONDS:g} s")
+        fail(f"heal at {url} did not answer within {API_TIMEOUT_SECONDS:g} s")
     except httpx.HTTPError as exc:
         fail(f"request to {endpoint} failed: {exc}")
     _report(response, token is not None, sent_labels)
@@ -226,24 +228,9 @@ def _report(response: httpx.Response, sent_token: bool, sent_labels: dict[str, s
         table.add_row("incidents", ", ".join(str(i) for i in ids) or "-")
         out().print(table)
         return
-    message = f"heal answered {response.status_code}: {_detail(response)}"
+    message = f"heal answered {response.status_code}: {api_error_detail(response)}"
     if response.status_code == 401 and not sent_token:
         message += "\n(no token was sent: pass --token or set HEAL_TOKEN)"
     if response.status_code == 503 and "retry-after" in response.headers:
         message += f" (retry after {response.headers['retry-after']} s)"
     fail(message)
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail", response.text)
-    except (ValueError, AttributeError):
-        return response.text.strip()[:500] or response.reason_phrase
-    if isinstance(detail, list):
-        return "; ".join(
-            f"{item.get('field', '?')}: {item.get('message', item)}"
-            if isinstance(item, dict)
-            else str(item)
-            for item in detail
-        )
-    return str(detail)

@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from heal.cli import render
 from heal.cli.common import (
+    API_TIMEOUT_SECONDS,
+    API_URL,
     DatabaseUrl,
     JsonOutput,
+    api_error_detail,
     make_settings,
     open_database,
     require_schema,
@@ -23,9 +26,6 @@ from heal.cli.console import CliError, examples, fail, group, out, print_json, w
 from heal.cli.users import existing_user
 from heal.domain.approvals import BREAK_GLASS, ApprovalStatus, SignRefused, person
 from heal.domain.matchers import LabelMatcher
-
-if TYPE_CHECKING:
-    import httpx
 
 app = group("Pending approvals: list, show, approve, reject.")
 silences = group("Silences: suppress actions and cards for matching alerts.")
@@ -135,8 +135,6 @@ def show(approval_id: int, database_url: DatabaseUrl = None, as_json: JsonOutput
     out().print(table)
 
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-TIMEOUT_SECONDS = 15.0
 SIGN_HINT = (
     "A signature proves who signed: pass your own token with --token, HEAL_TOKEN or "
     "--token-file (an admin makes one with `heal users token new NAME`)."
@@ -231,7 +229,7 @@ def _decide_through_api(
             endpoint,
             json={"comment": comment},
             headers={"Authorization": f"Bearer {token}"},
-            timeout=TIMEOUT_SECONDS,
+            timeout=API_TIMEOUT_SECONDS,
         )
     except httpx.HTTPError as exc:
         fail(
@@ -242,7 +240,7 @@ def _decide_through_api(
     if response.status_code == 200:
         answer: dict[str, Any] = response.json()
         return answer
-    detail = _detail(response)
+    detail = api_error_detail(response)
     if response.status_code == 401:
         fail(f"heal refused the token: {detail}", hint=SIGN_HINT)
     if response.status_code == 403:
@@ -252,13 +250,6 @@ def _decide_through_api(
         if response.status_code in (404, 409)
         else f"heal answered {response.status_code}: {detail}"
     )
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        return str(response.json()["detail"])
-    except (ValueError, KeyError, TypeError):
-        return response.text.strip()[:500] or response.reason_phrase
 
 
 def _decide_in_database(
@@ -316,7 +307,7 @@ def _decide_in_database(
 def approve(
     approval_id: int,
     comment: str = typer.Option("", help="Written to the timeline."),
-    url: Url = DEFAULT_URL,
+    url: Url = API_URL,
     token: Token = None,
     token_file: TokenFile = None,
     break_glass: BreakGlass = False,
@@ -344,7 +335,7 @@ def approve(
 def reject(
     approval_id: int,
     comment: str = typer.Option("", help="The reason, written to the timeline."),
-    url: Url = DEFAULT_URL,
+    url: Url = API_URL,
     token: Token = None,
     token_file: TokenFile = None,
     break_glass: BreakGlass = False,

@@ -14,6 +14,7 @@ import typer
 from heal.cli.console import CliError, fail, show_error, warn
 
 if TYPE_CHECKING:
+    import httpx
     from pydantic_core import ErrorDetails
 
     from heal.policy.loader import PolicyError
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 # start at once.
 
 T = TypeVar("T")
+
+# Commands that talk to a running heal over its API (`alerts send`, `approvals approve`).
+API_URL = "http://127.0.0.1:8080"
+API_TIMEOUT_SECONDS = 15.0
 
 DatabaseUrl = Annotated[
     str | None,
@@ -169,3 +174,19 @@ async def require_schema(database: Database) -> None:
         warn(
             f"the database schema is at {current}, this heal expects {head}: run `heal db upgrade`"
         )
+
+
+def api_error_detail(response: httpx.Response) -> str:
+    """What heal said when it refused a request: its ``detail``, validation errors joined."""
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        return response.text.strip()[:500] or response.reason_phrase
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{item.get('field', '?')}: {item.get('message', item)}"
+            if isinstance(item, dict)
+            else str(item)
+            for item in detail
+        )
+    return str(detail)

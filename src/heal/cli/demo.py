@@ -9,13 +9,12 @@ import typer
 from rich.markup import escape
 from rich.panel import Panel
 
-from heal.cli.common import DatabaseUrl, make_settings, run, safe_url
+from heal.cli.common import API_URL, DatabaseUrl, make_settings, run, safe_url
 from heal.cli.console import examples, fail, out
 
 if TYPE_CHECKING:
     from heal.demo.runner import DemoInfo
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 DEMO_EXAMPLES = examples(
     "heal demo", "heal demo --port 9080 --itsm-port 9081 --database-url sqlite+aiosqlite:///demo.db"
 )
@@ -71,7 +70,7 @@ def welcome_printer(database_url: str | None) -> Callable[[DemoInfo], None]:
             if info.token
             else "API token:  one of those configured in HEAL_API_TOKENS"
         )
-        url_option = "" if info.api_url == DEFAULT_URL else f" --url {info.api_url}"
+        url_option = "" if info.api_url == API_URL else f" --url {info.api_url}"
         commands = [
             f"heal alerts send{url_option} --token {token} --name CheckoutDown "
             "--label service=checkout",
