@@ -73,13 +73,13 @@ class Heal:
         secrets = resolve_secrets(policy)
         masked = [*secrets.values(), *settings.chat_secrets()]
         credentials = basic_credentials(policy, secrets)
-        heal_logging.set_secrets(masked, credentials)
         db = Database(
             settings.database_url,
             pool_size=settings.db_pool_size,
             max_pending_writes=settings.max_pending_writes,
         )
         redact = Redactor(masked, credentials)
+        heal_logging.set_redactor(redact)
         runtime: Runtime
         if settings.runtime == "procrastinate":
             runtime = ProcrastinateRuntime(

@@ -7,9 +7,10 @@ import sys
 
 SCRIPT = """
 import logging
+from heal.domain.redaction import Redactor
 from heal.observability import logging as heal_logging
 heal_logging.configure("INFO")
-heal_logging.set_secrets(["topsecret-123"])
+heal_logging.set_redactor(Redactor(["topsecret-123"]))
 heal_logging.get_logger("heal.test").warning("calling", url="https://x/bottopsecret-123/send")
 logging.getLogger("uvicorn.error").warning("token=%s rejected", "topsecret-123")
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -14,9 +14,11 @@ from heal.domain.redaction import Redactor
 _redactor = Redactor()
 
 
-def set_secrets(values: list[str], credentials: Iterable[tuple[str, str]] = ()) -> None:
+def set_redactor(redactor: Redactor) -> None:
+    """Log through the app's own redactor, so what it learns at run time (a node's Basic
+    credential) is masked in log lines too, and its derived forms are computed once."""
     global _redactor
-    _redactor = Redactor(values, credentials)
+    _redactor = redactor
 
 
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
