@@ -3,8 +3,9 @@
 SQLite (the embedded default) allows one writer. Rather than let concurrent writers
 collide on ``SQLITE_BUSY``, all writes go through a one-connection pool that begins
 ``IMMEDIATE`` transactions, while reads use their own pool and WAL snapshots. Writers
-take turns at that connection in arrival order (:class:`WriteTurns`), heal's own commits
-(wakes, approvals) ahead of ingest, so a wake never waits behind a queue of ingests. The
+take turns at that connection in arrival order (:class:`WriteTurns`), in two lines that
+alternate: heal's own commits (wakes, approvals) and ingests, so a wake never waits behind
+a queue of ingests, nor an ingest behind a stream of wakes. The
 count of writers waiting is the overload signal: past ``max_pending_writes`` an ingest is
 refused at once with :class:`Overloaded`, which the API turns into 503 + Retry-After.
 """
@@ -154,7 +155,8 @@ class Database:
 
         ``shed=True`` marks an ingest: it is refused at once when ``max_pending_writes``
         writes are already under way or waiting, so that overload becomes a 503 instead
-        of an ever longer wait. On SQLite other writes go first (see :class:`WriteTurns`).
+        of an ever longer wait. On SQLite ingests and other writes take turns
+        (see :class:`WriteTurns`).
         """
         turns = self.turns
         if turns is None:
