@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 from conftest import HealFactory
 from helpers import Clock, alert, drive, policy_text
+from log_capture import captured_logs
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from heal.demo.itsm import FakeITSM
+from heal.engine import engine as engine_module
 from heal.engine.interfaces import NodeCall, NodeResult
 from heal.store import actions_repo, timeline_repo
 
@@ -275,6 +278,7 @@ async def test_a_replayed_wake_after_a_crash_reuses_the_idempotency_key(
         raise ConnectionError("power cut")
 
     monkeypatch.setattr(actions_repo, "update_if_version", crash)
+    heal.engine.commit_retry = 0  # the process dies: nothing tries the commit again
     with pytest.raises(ConnectionError):
         await heal.engine.wake(action_id, 0)
     monkeypatch.setattr(actions_repo, "update_if_version", real_update)
@@ -290,6 +294,89 @@ async def test_a_replayed_wake_after_a_crash_reuses_the_idempotency_key(
         == creates[1].idempotency_key
         == (f"heal-{action_id}-create_task-a0-p0")
     )
+
+
+async def test_a_commit_lost_to_the_database_is_retried_and_the_node_is_not_run_again(
+    make_heal: HealFactory,
+    itsm: tuple[FakeITSM, str],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ticket was created, then the database went away for two commits: the wake keeps
+    the node's result and commits it when the database is back; one request, not two."""
+    fake, url = itsm
+    heal = await make_heal(policy_text(url), clock=clock)
+    action_id = await _one_action(heal)
+    real_update = actions_repo.update_if_version
+    lost = 0
+
+    async def flaky(*args: Any, **kwargs: Any) -> bool:
+        nonlocal lost
+        if lost < 2:
+            lost += 1
+            raise OperationalError("UPDATE actions", {}, Exception("database is locked"))
+        return await real_update(*args, **kwargs)
+
+    monkeypatch.setattr(actions_repo, "update_if_version", flaky)
+    monkeypatch.setattr(engine_module, "COMMIT_RETRY_DELAYS", (0.01,))
+    with captured_logs() as logs:
+        await heal.engine.wake(action_id, 0)
+
+    assert len(fake.requests_to("/create_ticket/")) == 1
+    retries = logs.lines("commit failed; retrying")
+    assert [(r["action_id"], r["attempt"]) for r in retries] == [(action_id, 1), (action_id, 2)]
+    events = await _timeline(heal, action_id)
+    [note] = [e for e in events if e["kind"] == "action.commit_retried"]
+    assert note["message"].startswith("the step's result was stored after 2 failed attempts")
+    assert "database is locked" in note["message"]
+    async with heal.db.read() as connection:
+        row = await actions_repo.load(connection, action_id)
+    assert row is not None
+    assert (row["version"], row["current_node"]) == (1, "schedule")
+    assert "sn" in row["outputs"]
+
+
+async def test_a_commit_that_keeps_failing_gives_up_when_the_wake_is_no_longer_held(
+    make_heal: HealFactory,
+    itsm: tuple[FakeITSM, str],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the runtime's hold (its lease) the wake gives up and raises, so the lease
+    running out brings it back rather than two holders committing the same step."""
+    _fake, url = itsm
+    heal = await make_heal(policy_text(url), clock=clock)
+    action_id = await _one_action(heal)
+
+    async def down(*args: Any, **kwargs: Any) -> bool:
+        raise OperationalError("UPDATE actions", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(actions_repo, "update_if_version", down)
+    monkeypatch.setattr(engine_module, "COMMIT_RETRY_DELAYS", (0.02,))
+    with captured_logs() as logs, pytest.raises(OperationalError):
+        await heal.engine.wake(action_id, 0, held_for=0.07)
+    assert 1 <= len(logs.lines("commit failed; retrying")) <= 3
+    assert len(logs.lines("wake failed")) == 1
+
+
+async def test_a_commit_refused_for_a_bug_is_not_retried(
+    make_heal: HealFactory,
+    itsm: tuple[FakeITSM, str],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake, url = itsm
+    heal = await make_heal(policy_text(url), clock=clock)
+    action_id = await _one_action(heal)
+
+    async def broken(*args: Any, **kwargs: Any) -> bool:
+        raise IntegrityError("UPDATE actions", {}, Exception("CHECK constraint failed"))
+
+    monkeypatch.setattr(actions_repo, "update_if_version", broken)
+    with captured_logs() as logs, pytest.raises(IntegrityError):
+        await heal.engine.wake(action_id, 0)
+    assert logs.lines("commit failed; retrying") == []
+    assert fake.tickets_created == 1
 
 
 async def test_duplicate_and_stale_wakes_do_nothing(

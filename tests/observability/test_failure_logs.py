@@ -96,6 +96,7 @@ async def test_an_exception_escaping_a_wake_logs_one_line(
         raise ConnectionError(f"server closed the connection (password {SECRET})")
 
     monkeypatch.setattr(actions_repo, "update_if_version", lost)
+    heal.engine.commit_retry = 0  # the connection stays lost
     with captured_logs() as logs, pytest.raises(ConnectionError):
         await heal.engine.wake(action_id, 0)  # as the distributed runtime calls it
 

@@ -43,6 +43,7 @@ _KIND_STYLES = {
     EventKind.NODE_LOG.value: "bold",
     EventKind.STALE_RESULT.value: "dim",
     EventKind.WAKE_RECOVERED.value: "yellow",
+    EventKind.COMMIT_RETRIED.value: "yellow",
 }
 
 

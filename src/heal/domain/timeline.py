@@ -24,6 +24,7 @@ class EventKind(StrEnum):
     NODE_LOG = "node.log"
     STALE_RESULT = "node.stale_result"
     WAKE_RECOVERED = "action.wake_recovered"
+    COMMIT_RETRIED = "action.commit_retried"
 
 
 @dataclass(frozen=True, slots=True)

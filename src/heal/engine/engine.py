@@ -7,6 +7,7 @@ but only if the action's version is still the one it read (DESIGN.md, "The step 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import OrderedDict
@@ -31,11 +32,14 @@ from heal.observability import metrics
 from heal.observability.logging import get_logger
 from heal.policy.models import ActionConfig
 from heal.store import actions_repo, timeline_repo
-from heal.store.db import Database
+from heal.store.db import Database, is_transient
 
 # Snapshots kept: per action (pointers and its small context) and per distinct config.
 CONFIG_CACHE_SIZE = 50_000
 SNAPSHOT_CACHE_SIZE = 256
+# A commit that failed for a lost connection is tried again after these delays (then every
+# last one), for as long as the wake's runtime holds it (``commit_retry`` seconds at most).
+COMMIT_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 log = get_logger("heal.engine")
 
@@ -64,8 +68,10 @@ class Engine:
         clock: Callable[[], datetime] = utcnow,
         hook: TransitionHook | None = None,
         redact: Redactor | None = None,
+        commit_retry: float = 120.0,
     ) -> None:
         self.hook = hook
+        self.commit_retry = commit_retry
         self.db = database
         self.scheduler = scheduler
         self.plugins = dict(plugins)
@@ -78,21 +84,31 @@ class Engine:
 
     # -- wakes ---------------------------------------------------------------------------
     async def wake(
-        self, action_id: int, expected_version: int, row: dict[str, Any] | None = None
+        self,
+        action_id: int,
+        expected_version: int,
+        row: dict[str, Any] | None = None,
+        *,
+        held_for: float | None = None,
     ) -> None:
         """Do what is due for the action. ``row``: the action as the runtime claimed it,
         which saves reading it again; the commit's version check covers any change since.
+        ``held_for``: seconds the runtime holds this wake for (its lease), which bounds how
+        long a commit is retried.
 
-        An exception escaping the wake (the database went away mid-commit, a bug of ours)
-        is logged here, once, with what the runtime does not know (the rule), and raised
-        again: the runtime's lease or job retry brings the wake back.
+        A node's outcome is known once it ran: a commit that fails for a lost connection is
+        tried again (see :meth:`_commit`) rather than run the node a second time. An
+        exception escaping the wake (the database stayed away, a bug of ours) is logged
+        here, once, with what the runtime does not know (the rule), and raised again: the
+        runtime's lease or job retry brings the wake back.
         """
+        window = self.commit_retry if held_for is None else min(self.commit_retry, held_for)
         try:
             row = await self._current(action_id, row)
             if row is None or row["version"] != expected_version:
                 metrics.STALE_WAKES.inc()
                 return
-            await self._step(row)
+            await self._step(row, time.monotonic() + window)
         except Exception as exc:
             log.error(
                 "wake failed",
@@ -111,7 +127,7 @@ class Engine:
             row = await self._load(action_id)
         return row
 
-    async def _step(self, row: dict[str, Any]) -> None:
+    async def _step(self, row: dict[str, Any], retry_until: float) -> None:
         action_id = row["id"]
         state = self._state(row)
         now = self.clock()
@@ -119,13 +135,14 @@ class Engine:
         if what is Due.NOTHING:
             return
         if what is Due.TIMEOUT:
-            await self._commit(row, machine.time_out(state, now))
+            await self._commit(row, machine.time_out(state, now), retry_until)
             return
         if what is Due.APPROVAL_EXPIRED:
-            await self._commit(row, await self._expire_approval(row, state, now))
+            expired = await self._expire_approval(row, state, now)
+            await self._commit(row, expired, retry_until)
             return
         if what is Due.NOT_YET:
-            await self._commit(row, Transition(state, []))
+            await self._commit(row, Transition(state, []), retry_until)
             return
 
         started: list[TimelineEntry] = []
@@ -148,7 +165,8 @@ class Engine:
             transition = machine.advance(
                 state, NodeOutcome(inputs=outcome.inputs, error=_describe(exc)), self.clock()
             )
-        await self._commit(row, Transition(transition.state, started + transition.events))
+        events = started + transition.events
+        await self._commit(row, Transition(transition.state, events), retry_until)
 
     async def _expire_approval(
         self, row: dict[str, Any], state: ActionState, now: datetime
@@ -224,7 +242,32 @@ class Engine:
                 plugin.type, label, context["action"]["rule"], state.name
             ).observe(time.perf_counter() - began)
 
-    async def _commit(self, row: dict[str, Any], transition: Transition) -> bool:
+    async def _commit(
+        self, row: dict[str, Any], transition: Transition, retry_until: float
+    ) -> bool:
+        """Commit the step; while the connection is lost, try again until ``retry_until``
+        (monotonic), with the failed attempts on the timeline when it finally commits."""
+        failures: list[str] = []
+        while True:
+            try:
+                return await self._commit_once(row, _with_retries_noted(transition, failures))
+            except Exception as exc:
+                delay = COMMIT_RETRY_DELAYS[min(len(failures), len(COMMIT_RETRY_DELAYS) - 1)]
+                if not is_transient(exc) or time.monotonic() + delay > retry_until:
+                    raise
+                failures.append(self.redact.text(_describe(exc)))
+                log.warning(
+                    "commit failed; retrying",
+                    action_id=row["id"],
+                    rule=row["rule"],
+                    action=row["action_name"],
+                    attempt=len(failures),
+                    retry_in=delay,
+                    reason=failures[-1],
+                )
+                await asyncio.sleep(delay)
+
+    async def _commit_once(self, row: dict[str, Any], transition: Transition) -> bool:
         state = transition.state
         now = self.clock()
         wake_at = state.next_wake_at
@@ -410,6 +453,19 @@ def _row_values(state: ActionState, row: dict[str, Any]) -> dict[str, Any]:
     if state.status.is_terminal:
         values["inflight_key"] = None
     return values
+
+
+def _with_retries_noted(transition: Transition, failures: list[str]) -> Transition:
+    if not failures:
+        return transition
+    note = TimelineEntry(
+        EventKind.COMMIT_RETRIED,
+        f"the step's result was stored after {len(failures)} failed "
+        f"attempt{'s' if len(failures) > 1 else ''}: {failures[-1]}",
+        {"failures": failures},
+        action_id=transition.state.id,
+    )
+    return Transition(transition.state, [*transition.events, note])
 
 
 def _log_failure(row: dict[str, Any], state: ActionState) -> None:

@@ -28,8 +28,9 @@ log = get_logger("heal.runtime")
 Sweep = Callable[[], Awaitable[int]]
 
 # Longer than any node may run (request timeouts are capped at 300 s), so a lease only
-# runs out when its holder died.
+# runs out when its holder died; a wake retries a failed commit until LEASE - MARGIN.
 LEASE = timedelta(seconds=360)
+LEASE_MARGIN = timedelta(seconds=15)
 GATHER_SECONDS = 0.005
 
 
@@ -127,17 +128,18 @@ class EmbeddedRuntime:
             metrics.WAKE_LATENESS.observe(max(0.0, (now - row["next_wake_at"]).total_seconds()))
             await self._slots.acquire()
             self._running += 1
-            task = asyncio.create_task(self._run(engine, row))
+            task = asyncio.create_task(self._run(engine, row, now + LEASE - LEASE_MARGIN))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return len(claims)
 
-    async def _run(self, engine: Engine, row: dict[str, Any]) -> None:
+    async def _run(self, engine: Engine, row: dict[str, Any], held_until: datetime) -> None:
         try:
-            # Logged by the engine, with its rule; the lease stays, so the wake comes back
-            # when it runs out.
+            # Logged by the engine, with its rule. The engine retried its commit until
+            # shortly before the lease ends, so the wake comes back soon after.
             with contextlib.suppress(Exception):
-                await engine.wake(row["id"], row["version"], row)
+                held_for = (held_until - utcnow()).total_seconds()
+                await engine.wake(row["id"], row["version"], row, held_for=held_for)
         finally:
             self._running -= 1
             self._slots.release()

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -31,6 +31,16 @@ class Overloaded(Exception):
     def __init__(self, retry_after: int = 1) -> None:
         super().__init__("the database is busy; retry later")
         self.retry_after = retry_after
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed transaction may well succeed if tried again: the connection was
+    lost or the database was unreachable or busy, as opposed to a bug or a constraint."""
+    if isinstance(error, exc.DBAPIError):
+        return error.connection_invalidated or isinstance(
+            error, exc.OperationalError | exc.InterfaceError
+        )
+    return isinstance(error, exc.TimeoutError | TimeoutError | OSError)
 
 
 class WriteTurns:
