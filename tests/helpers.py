@@ -110,3 +110,15 @@ def am_payload(*alerts: dict[str, Any], status: str | None = None) -> dict[str, 
         "groupKey": '{}:{alertname="CheckoutDown"}',
         "truncatedAlerts": 0,
     }
+
+
+class PluginStub:
+    """What a test's stand-in plugin needs besides ``run_node``: nothing to cancel or close."""
+
+    type = "http"
+
+    async def cancel(self, call: Any) -> str | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

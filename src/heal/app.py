@@ -11,12 +11,13 @@ from heal.approvals.service import ApprovalService
 from heal.domain.access import Scope
 from heal.domain.redaction import Redactor
 from heal.engine.engine import Engine
+from heal.engine.interfaces import PluginContext
 from heal.ingest.service import IngestService
 from heal.notify.channels import ChatChannel
 from heal.notify.slack import SlackChannel
 from heal.notify.telegram import TelegramChannel
 from heal.observability import logging as heal_logging
-from heal.plugins.http import HttpPlugin
+from heal.plugins.registry import PluginSet
 from heal.policy.loader import basic_credentials, load_policy, resolve_secrets
 from heal.policy.models import Policy
 from heal.policy.ruleset import RuleSet
@@ -60,7 +61,7 @@ class Heal:
     runtime: Runtime
     ingest: IngestService
     approvals: ApprovalService
-    http: HttpPlugin
+    plugins: PluginSet
     chat: ChatDispatcher
     # service tokens: hash -> scopes
     token_hashes: dict[str, frozenset[Scope]] = field(default_factory=dict)
@@ -92,10 +93,10 @@ class Heal:
             )
         else:
             runtime = EmbeddedRuntime(db, concurrency=settings.workers)
-        http = HttpPlugin()
-        approvals = ApprovalService(db, runtime, redact)
-        engine = Engine(db, runtime, {http.type: http}, secrets, hook=approvals, redact=redact)
         ruleset = RuleSet(policy)
+        plugins = PluginSet(PluginContext(lambda: holder.ruleset.policy, secrets, redact))
+        approvals = ApprovalService(db, runtime, redact)
+        engine = Engine(db, runtime, plugins, secrets, hook=approvals, redact=redact)
         holder = cls(
             settings=settings,
             db=db,
@@ -104,7 +105,7 @@ class Heal:
             runtime=runtime,
             ingest=IngestService(db, runtime, lambda: holder.ruleset, redact),
             approvals=approvals,
-            http=http,
+            plugins=plugins,
             chat=ChatDispatcher(
                 db,
                 chat_channels(settings),
@@ -156,5 +157,5 @@ class Heal:
         self.running = False
         await self.chat.stop()
         await self.runtime.stop()
-        await self.http.aclose()
+        await self.plugins.aclose()
         await self.db.dispose()

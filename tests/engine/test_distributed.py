@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import HealFactory
-from helpers import Clock, alert, policy_text
+from helpers import Clock, PluginStub, alert, policy_text
 from procrastinate.jobs import Job
 from procrastinate.periodic import PeriodicDeferrer
 from pydantic import ValidationError
@@ -97,7 +97,7 @@ async def test_cancel_racing_a_wake_has_exactly_one_outcome(
     heal = await make_heal(policy_text(url), clock=clock)
     rng = random.Random(7)
 
-    class Jittery:
+    class Jittery(PluginStub):
         type = "http"
 
         async def run_node(self, call: NodeCall) -> NodeResult:

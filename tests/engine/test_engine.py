@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from conftest import HealFactory
-from helpers import Clock, alert, drive, policy_text
+from helpers import Clock, PluginStub, alert, drive, policy_text
 from log_capture import captured_logs
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -175,7 +175,7 @@ async def test_timeout_ends_the_action_and_is_never_retried(
     assert not [e for e in await _timeline(heal, action_id) if e["kind"] == "node.retry"]
 
 
-class _FlakyPlugin:
+class _FlakyPlugin(PluginStub):
     """A plugin with a bug: raises ``errors`` times, then answers like the ITSM would."""
 
     type = "http"
@@ -232,7 +232,7 @@ async def test_cancel_wins_over_a_result_that_arrives_late(
     gate = asyncio.Event()
     entered = asyncio.Event()
 
-    class SlowPlugin:
+    class SlowPlugin(PluginStub):
         type = "http"
 
         async def run_node(self, call: NodeCall) -> NodeResult:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from conftest import HealFactory
-from helpers import Clock, alert, drive, policy_text
+from helpers import Clock, PluginStub, alert, drive, policy_text
 from log_capture import captured_logs
 
 from heal.demo.itsm import FakeITSM
@@ -16,7 +16,7 @@ from heal.store import actions_repo
 SECRET = "s3cr3t-itsm-token-in-a-log"
 
 
-class _Refusing:
+class _Refusing(PluginStub):
     """An ITSM that echoes the token it was sent into its error, every time."""
 
     type = "http"
@@ -25,7 +25,7 @@ class _Refusing:
         raise NodeFailed(f"HTTP 500: token {call.secrets['itsm_token']} rejected")
 
 
-class _Buggy:
+class _Buggy(PluginStub):
     type = "http"
 
     async def run_node(self, call: NodeCall) -> NodeResult:

@@ -548,7 +548,11 @@ def test_json_schema() -> None:
         "actions",
         "rules",
         "approval",
+        "kubernetes",
+        "ssh",
     }
+    action_types = schema["properties"]["actions"]["additionalProperties"]["oneOf"]
+    assert len(action_types) == 5  # http, kubernetes, stackstorm, ssh, local
 
 
 def test_unquoted_scalar_matcher_values_are_label_strings() -> None:

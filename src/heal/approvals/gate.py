@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from heal.domain.actions import ActionStatus
 from heal.domain.approvals import RiskLevel, TimeWindow
 from heal.domain.matchers import LabelMatcher, matches_all
-from heal.policy.models import ActionConfig, ApprovalRequirement, AutoApprove, Policy
+from heal.policy.models import ActionBase, ApprovalRequirement, AutoApprove, Policy
 from heal.store.tables import actions
 
 
@@ -38,7 +38,7 @@ class Silence:
         return matches_all(self.matchers, labels)
 
 
-def requirement(policy: Policy, config: ActionConfig) -> ApprovalRequirement | None:
+def requirement(policy: Policy, config: ActionBase) -> ApprovalRequirement | None:
     """What approval this action needs, or None when it needs none."""
     needs = config.needs_approval if config.needs_approval is not None else policy.approval.enabled
     if not needs:
@@ -49,7 +49,7 @@ def requirement(policy: Policy, config: ActionConfig) -> ApprovalRequirement | N
 async def auto_approval(
     connection: AsyncConnection,
     policy: Policy,
-    config: ActionConfig,
+    config: ActionBase,
     rule: str,
     action: str,
     labels: dict[str, str],

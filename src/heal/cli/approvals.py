@@ -284,7 +284,7 @@ def _decide_in_database(
         except SignRefused as exc:
             raise CliError(f"refused: {exc.reason}", code=3) from None
         finally:
-            await heal.http.aclose()
+            await heal.plugins.aclose()
             await heal.db.dispose()
 
     result = run(work(), settings.database_url)

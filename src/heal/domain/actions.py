@@ -42,6 +42,8 @@ class FailureType(StrEnum):
     USER_ABORT = "user_abort"
     SYSTEM_ABORT = "system_abort"
     BLOCKED = "blocked"
+    # heal stopped while a step that is not idempotent ran: it was not run again.
+    OUTCOME_UNKNOWN = "outcome_unknown"
 
 
 class Signal(StrEnum):

@@ -7,14 +7,14 @@ from typing import Any
 
 from heal.domain.actions import ActionStatus, FailureType, Signal
 from heal.policy.expressions import ExpressionError, render
-from heal.policy.models import ActionConfig
+from heal.policy.models import ActionBase
 
 
 def inflight_key(incident_id: int, rule: str, action: str) -> str:
     return f"{incident_id}:{rule}:{action}"
 
 
-def execute_config(config: ActionConfig, context: dict[str, Any]) -> dict[str, Any]:
+def execute_config(config: ActionBase, context: dict[str, Any]) -> dict[str, Any]:
     """The action's config as its nodes see it, ``template_detail`` rendered.
 
     Both shapes of the rendered detail are offered, as in the FTA model: a list of
@@ -35,7 +35,7 @@ def new_action_row(
     alert_id: int | None,
     rule: str,
     action_name: str,
-    config: ActionConfig,
+    config: ActionBase,
     signal: Signal,
     alert: dict[str, Any],
     incident: dict[str, Any],
@@ -59,7 +59,7 @@ def new_action_row(
         "finished_at": None,
         "approval_expires_at": None,
         "version": 0,
-        "current_node": config.nodes[0].function,
+        "current_node": config.steps[0].function,
         "attempt": 0,
         "poll": 0,
         "framework_errors": 0,

@@ -30,7 +30,8 @@ from heal.engine.interfaces import (
 from heal.engine.machine import ActionState, Due, NodeOutcome, Transition
 from heal.observability import metrics
 from heal.observability.logging import get_logger
-from heal.policy.models import ActionConfig
+from heal.policy.models import ActionBase, Node
+from heal.policy.plugins import parse_action
 from heal.store import actions_repo, timeline_repo
 from heal.store.db import Database, is_transient
 
@@ -74,13 +75,13 @@ class Engine:
         self.commit_retry = commit_retry
         self.db = database
         self.scheduler = scheduler
-        self.plugins = dict(plugins)
+        self.plugins = plugins
         self.secrets = dict(secrets or {})
         self.redact = Redactor(self.secrets.values()) if redact is None else redact
         self.clock = clock
         # A snapshot never changes, so its parsed form can be kept per action.
         self._known: OrderedDict[int, _Snapshots] = OrderedDict()
-        self._snapshots: OrderedDict[str, tuple[ActionConfig, dict[str, Any]]] = OrderedDict()
+        self._snapshots: OrderedDict[str, tuple[ActionBase, dict[str, Any]]] = OrderedDict()
 
     # -- wakes ---------------------------------------------------------------------------
     async def wake(
@@ -149,6 +150,16 @@ class Engine:
         if state.status is ActionStatus.RECEIVED:
             first = machine.start_running(state, now)
             state, started = first.state, first.events
+        if not state.node.idempotent:
+            key = _run_key(state)
+            if row.get("running_key") == key:  # a run of ours began and never reported
+                unknown = machine.outcome_unknown(state, now)
+                events = started + unknown.events
+                await self._commit(row, Transition(unknown.state, events), retry_until)
+                return
+            if not await self._mark_running(row, key):
+                metrics.STALE_WAKES.inc()
+                return
         context = self._context(row, state)
         outcome = await self._run_node(state, context, now)
         try:
@@ -167,6 +178,12 @@ class Engine:
             )
         events = started + transition.events
         await self._commit(row, Transition(transition.state, events), retry_until)
+
+    async def _mark_running(self, row: dict[str, Any], key: str) -> bool:
+        """Record, before a step that is not idempotent runs, that it is about to: if heal
+        dies during the run, the next wake finds the mark and does not run it again."""
+        async with self.db.write() as connection:
+            return await actions_repo.mark_running(connection, row["id"], row["version"], key)
 
     async def _expire_approval(
         self, row: dict[str, Any], state: ActionState, now: datetime
@@ -199,21 +216,22 @@ class Engine:
         self, state: ActionState, context: dict[str, Any], now: datetime
     ) -> NodeOutcome:
         node = state.node
-        plugin = self.plugins.get(state.config.type)
-        if plugin is None:
-            return NodeOutcome(error=f"no plugin for action type {state.config.type!r}")
-        auth = node.request.auth
+        # An HTTP node (of an http action, or an approval ticket's on any type) is the http
+        # plugin's; every other step is its action type's.
+        kind = "http" if isinstance(node, Node) else state.config.type
+        try:
+            plugin = self.plugins[kind]
+        except KeyError:
+            return NodeOutcome(error=f"no plugin for action type {kind!r} is installed")
+        except Exception as exc:  # its library is missing, its settings are wrong
+            reason = self.redact.text(_describe(exc))
+            log.error("plugin failed to start", type=kind, action_id=state.id, reason=reason)
+            return NodeOutcome(error=f"the {kind} plugin failed to start: {reason}")
+        auth = node.request.auth if isinstance(node, Node) else None
         if auth is not None and auth.type == "basic" and auth.username:
             self.redact.add_credential(auth.username, self.secrets.get(auth.secret, ""))
         remaining = (state.timeout_at - now).total_seconds() if state.timeout_at else 600.0
-        call = NodeCall(
-            action_id=state.id,
-            node=node,
-            context=context,
-            secrets=self.secrets,
-            idempotency_key=idempotency_key(state.id, node.function, state.attempt, state.poll),
-            timeout=max(0.1, min(node.request.timeout, remaining)),
-        )
+        call = self._call(state, context, min(node.call_timeout, remaining))
         began = time.perf_counter()
         label = "ok"
         try:
@@ -223,7 +241,12 @@ class Engine:
             )
         except NodeFailed as exc:
             label = "failed"
-            return NodeOutcome(inputs=self.redact(exc.inputs), failed=self.redact.text(exc.message))
+            return NodeOutcome(
+                inputs=self.redact(exc.inputs),
+                outputs=self.redact(exc.outputs),
+                failed=self.redact.text(exc.message),
+                permanent=exc.permanent,
+            )
         except Exception as exc:
             label = "error"
             reason = self.redact.text(_describe(exc))
@@ -241,6 +264,20 @@ class Engine:
             metrics.NODE_LATENCY.labels(
                 plugin.type, label, context["action"]["rule"], state.name
             ).observe(time.perf_counter() - began)
+
+    def _call(self, state: ActionState, context: dict[str, Any], timeout: float) -> NodeCall:
+        node = state.node
+        return NodeCall(
+            action_id=state.id,
+            node=node,
+            context=context,
+            secrets=self.secrets,
+            idempotency_key=idempotency_key(state.id, node.function, state.attempt, state.poll),
+            timeout=max(0.1, timeout),
+            config=state.config,
+            attempt=state.attempt,
+            poll=state.poll,
+        )
 
     async def _commit(
         self, row: dict[str, Any], transition: Transition, retry_until: float
@@ -331,7 +368,32 @@ class Engine:
         metrics.ACTION_STATUS.labels(
             ActionStatus.FAILURE.value, row["rule"], row["action_name"]
         ).inc()
+        await self._stop_remote_work(row, state)
         return CancelResult(True, ActionStatus.FAILURE)
+
+    async def _stop_remote_work(self, row: dict[str, Any], state: ActionState) -> None:
+        """After a cancel has committed: let the step's plugin stop what it started (an
+        st2 execution). Best effort; what happened goes on the timeline."""
+        if state.status is ActionStatus.WAITING and not state.config.in_approval_phase(
+            state.current_node
+        ):
+            return  # waiting for people: nothing of the action ran yet
+        kind = "http" if isinstance(state.node, Node) else state.config.type
+        try:
+            plugin = self.plugins[kind]
+            context = self._context(row, state)
+            done = await plugin.cancel(self._call(state, context, state.node.call_timeout))
+        except Exception as exc:
+            done = f"stopping {state.node.name} failed: {self.redact.text(_describe(exc))}"
+            log.error("cancel of remote work failed", action_id=state.id, reason=done)
+        if done:
+            async with self.db.write() as connection:
+                entry = TimelineEntry(
+                    EventKind.NODE_LOG, done, {"node": state.current_node}, action_id=state.id
+                )
+                await timeline_repo.append(
+                    connection, state.incident_id, [entry], self.clock(), self.redact
+                )
 
     # -- helpers -------------------------------------------------------------------------
     async def _load(self, action_id: int) -> dict[str, Any] | None:
@@ -387,14 +449,14 @@ class Engine:
             finished_at=row["finished_at"],
         )
 
-    def _parse(self, snapshot: dict[str, Any]) -> tuple[ActionConfig, dict[str, Any]]:
+    def _parse(self, snapshot: dict[str, Any]) -> tuple[ActionBase, dict[str, Any]]:
         """One parsed config, and one copy of its snapshot, per distinct snapshot: the
         actions a policy version starts share them (12 KiB each parsed, more as decoded
         JSON, so 10,000 in-flight actions would otherwise hold hundreds of MiB)."""
         key = json.dumps(snapshot, sort_keys=True, default=str)
         shared = self._snapshots.get(key)
         if shared is None:
-            shared = (ActionConfig.model_validate(snapshot), snapshot)
+            shared = (parse_action(snapshot), snapshot)
             self._snapshots[key] = shared
             if len(self._snapshots) > SNAPSHOT_CACHE_SIZE:
                 self._snapshots.popitem(last=False)
@@ -422,7 +484,7 @@ class Engine:
 class _Snapshots:
     """What never changes about an action after its creation, decoded once."""
 
-    config: ActionConfig
+    config: ActionBase
     raw: dict[str, Any]
     context: dict[str, Any]
 
@@ -443,6 +505,7 @@ def _row_values(state: ActionState, row: dict[str, Any]) -> dict[str, Any]:
         "finished_at": state.finished_at,
         "next_wake_at": state.next_wake_at,
         "claimed_until": None,
+        "running_key": None,
     }
     # JSON columns are rewritten only when they changed: most wakes are polls whose
     # outputs come back the same (a ticket still "RUNNING").
@@ -453,6 +516,10 @@ def _row_values(state: ActionState, row: dict[str, Any]) -> dict[str, Any]:
     if state.status.is_terminal:
         values["inflight_key"] = None
     return values
+
+
+def _run_key(state: ActionState) -> str:
+    return idempotency_key(state.id, state.current_node, state.attempt, state.poll)
 
 
 def _with_retries_noted(transition: Transition, failures: list[str]) -> Transition:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from heal.policy.models import Node
+from heal.domain.redaction import Redactor
+from heal.policy.models import ActionBase, Policy, Step
 
 if TYPE_CHECKING:
     from heal.engine.machine import ActionState
@@ -19,23 +20,42 @@ class NodeFailed(Exception):
     """The remote system refused or failed the step: the node fails with this message.
 
     Plugins raise it for API errors, non-2xx answers and bad node inputs. Any other
-    exception from a plugin counts as a bug in heal and is retried as such.
+    exception from a plugin counts as a bug in heal and is retried as such. ``permanent``:
+    running the step again cannot help (the object does not exist, access is forbidden, the
+    host key is unknown), so the action fails at once, whatever ``failed_retry`` says.
+    ``outputs``: what the step learned before it failed (kept, and on the timeline).
     """
 
-    def __init__(self, message: str, *, inputs: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        permanent: bool = False,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.inputs = dict(inputs or {})
+        self.outputs = dict(outputs or {})
+        self.permanent = permanent
 
 
 @dataclass(frozen=True, slots=True)
 class NodeCall:
+    """One run of one step. ``context``: what templates see (``Engine._context``);
+    ``idempotency_key`` is the same when a run is repeated after a crash, and new for each
+    retry (``attempt``) and poll."""
+
     action_id: int
-    node: Node
+    node: Step
     context: Mapping[str, Any]
     secrets: Mapping[str, str]
     idempotency_key: str
     timeout: float
+    config: ActionBase | None = None
+    attempt: int = 0
+    poll: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +65,30 @@ class NodeResult:
 
 
 class ActionPlugin(Protocol):
-    """Runs one node of an action. Must be safe to call again with the same key."""
+    """Runs one step of an action. Must be safe to call again with the same key, unless
+    the step says ``idempotent: false`` (the engine then never repeats it)."""
 
     type: str
 
     async def run_node(self, call: NodeCall) -> NodeResult: ...
+
+    async def cancel(self, call: NodeCall) -> str | None:
+        """The action was cancelled while ``call.node`` was its current step: stop the
+        remote work if there is any (e.g. cancel an execution). Returns what was done,
+        for the timeline, or None when there was nothing to stop."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PluginContext:
+    """What a plugin's factory gets when heal starts (``PluginSpec.runner``)."""
+
+    policy: Callable[[], Policy]
+    """The policy in force now (it can be reloaded): read sections such as kubernetes."""
+    secrets: Mapping[str, str]
+    redact: Redactor
 
 
 class WakeScheduler(Protocol):

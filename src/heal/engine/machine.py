@@ -15,7 +15,7 @@ from heal.domain.actions import ActionStatus, FailureType
 from heal.domain.timeline import EventKind, TimelineEntry
 from heal.engine.conditions import describe, holds
 from heal.policy.expressions import ExpressionError, render
-from heal.policy.models import ActionConfig, Node
+from heal.policy.models import ActionBase, Step
 
 # Unexpected errors in heal's own code are retried this many times, this far apart.
 FRAMEWORK_RETRIES = 3
@@ -29,7 +29,7 @@ class ActionState:
     name: str
     status: ActionStatus
     version: int
-    config: ActionConfig
+    config: ActionBase
     current_node: str
     attempt: int = 0
     poll: int = 0
@@ -48,7 +48,7 @@ class ActionState:
     approval_outcome: str | None = None
 
     @property
-    def node(self) -> Node:
+    def node(self) -> Step:
         return self.config.node(self.current_node)
 
     @property
@@ -88,14 +88,16 @@ def due(state: ActionState, now: datetime) -> Due:
 class NodeOutcome:
     """What running the current node produced.
 
-    ``failed``: the remote side refused (node failure, ``failed_retry`` applies).
-    ``error``: heal's own code raised (framework retry, then ``framework_code_failure``).
+    ``failed``: the remote side refused (node failure, ``failed_retry`` applies unless
+    ``permanent``). ``error``: heal's own code raised (framework retry, then
+    ``framework_code_failure``).
     """
 
     inputs: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     failed: str | None = None
     error: str | None = None
+    permanent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +144,7 @@ def start_running(state: ActionState, now: datetime) -> Transition:
     b.update(
         status=ActionStatus.RUNNING,
         started_at=now,
-        timeout_at=now + timedelta(seconds=state.config.timeout),
+        timeout_at=now + timedelta(seconds=state.config.deadline_seconds),
     )
     b.event(EventKind.ACTION_STATUS, f"action {state.name!r} running", status="running")
     return b.done()
@@ -153,7 +155,7 @@ def time_out(state: ActionState, now: datetime) -> Transition:
     b.finish(
         ActionStatus.FAILURE,
         FailureType.TIMEOUT,
-        f"did not finish within {state.config.timeout} s (node {state.current_node!r})",
+        f"did not finish within {state.config.deadline_seconds:g} s (node {state.current_node!r})",
     )
     return b.done()
 
@@ -162,6 +164,21 @@ def cancel(state: ActionState, now: datetime, who: str, reason: str) -> Transiti
     b = _Builder(state, now)
     why = f": {reason}" if reason else ""
     b.finish(ActionStatus.FAILURE, FailureType.USER_ABORT, f"cancelled by {who}{why}")
+    return b.done()
+
+
+def outcome_unknown(state: ActionState, now: datetime) -> Transition:
+    """heal stopped while a step that is not idempotent ran: it may or may not have run,
+    so it is not run again, and the action fails saying so."""
+    b = _Builder(state, now)
+    node = state.node
+    message = (
+        f"{node.name}: heal stopped while it was running, so whether it ran is unknown; "
+        "it is not idempotent, so it was not run again (check the target, then re-run "
+        "the action by hand if needed)"
+    )
+    b.event(EventKind.NODE_FAILED, message, node=node.function, attempt=state.attempt)
+    b.finish(ActionStatus.FAILURE, FailureType.OUTCOME_UNKNOWN, message)
     return b.done()
 
 
@@ -194,14 +211,17 @@ def advance(
         _framework_error(b, node, outcome.error)
         return b.done()
     if outcome.failed is not None:
-        _node_failed(b, node, outcome.failed)
+        if outcome.outputs:
+            b.update(outputs={**state.outputs, **outcome.outputs})
+        _node_failed(b, node, outcome.failed, permanent=outcome.permanent, outputs=outcome.outputs)
         return b.done()
 
     node_outputs = outcome.outputs
     b.update(outputs={**state.outputs, **node_outputs}, framework_errors=0)
     finished = node.finished_rule is None or holds(node.finished_rule, node_outputs)
     if not finished and node.need_schedule:
-        b.update(poll=state.poll + 1, next_poll_at=now + timedelta(seconds=node.schedule_timedelta))
+        delay = node.poll_delay(state.poll)
+        b.update(poll=state.poll + 1, next_poll_at=now + timedelta(seconds=delay))
         return b.done()
     asking = state.config.in_approval_phase(node.function)
     if finished and node.success_rule is not None and not holds(node.success_rule, node_outputs):
@@ -247,7 +267,7 @@ def advance(
         who = node_outputs.get("approver") or "the ITSM approval ticket"
         b.update(
             status=ActionStatus.RECEIVED,
-            current_node=state.config.nodes[0].function,
+            current_node=state.config.steps[0].function,
             poll=0,
             attempt=0,
             pre_node_outputs=node_outputs,
@@ -265,17 +285,21 @@ def advance(
     return b.done()
 
 
-def _node_failed(b: _Builder, node: Node, message: str) -> None:
+def _node_failed(
+    b: _Builder,
+    node: Step,
+    message: str,
+    *,
+    permanent: bool = False,
+    outputs: dict[str, Any] | None = None,
+) -> None:
     state = b.state
-    b.event(
-        EventKind.NODE_FAILED,
-        f"{node.name} failed: {message}",
-        node=node.function,
-        attempt=state.attempt,
-        error=message,
-    )
+    data: dict[str, Any] = {"node": node.function, "attempt": state.attempt, "error": message}
+    if outputs:
+        data["outputs"] = outputs
+    b.event(EventKind.NODE_FAILED, f"{node.name} failed: {message}", **data)
     retry = state.config.failed_retry
-    if state.attempt < retry.budget:
+    if state.attempt < retry.budget and not permanent:
         b.update(
             attempt=state.attempt + 1,
             poll=0,
@@ -292,7 +316,7 @@ def _node_failed(b: _Builder, node: Node, message: str) -> None:
     b.finish(ActionStatus.FAILURE, FailureType.EXECUTE_FAILURE, f"{node.name}: {message}")
 
 
-def _framework_error(b: _Builder, node: Node, error: str) -> None:
+def _framework_error(b: _Builder, node: Step, error: str) -> None:
     errors = b.state.framework_errors + 1
     if errors <= FRAMEWORK_RETRIES:
         b.update(framework_errors=errors, next_poll_at=b.now + FRAMEWORK_RETRY_DELAY)

@@ -27,7 +27,7 @@ from heal.engine.engine import utcnow
 from heal.engine.interfaces import WakeScheduler
 from heal.observability import metrics
 from heal.observability.logging import get_logger
-from heal.policy.models import ActionConfig, ApprovalRequirement, Rule
+from heal.policy.models import ActionBase, ApprovalRequirement, Rule
 from heal.policy.ruleset import RuleSet
 from heal.store import (
     actions_repo,
@@ -364,7 +364,7 @@ class IngestService:
         self,
         connection: AsyncConnection,
         row: dict[str, Any],
-        config: ActionConfig,
+        config: ActionBase,
         ruleset: RuleSet,
         candidate: _Candidate,
         silences: list[Silence],

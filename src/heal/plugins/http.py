@@ -14,9 +14,9 @@ from typing import Any
 import httpcore
 import httpx
 
-from heal.engine.interfaces import NodeCall, NodeFailed, NodeResult
+from heal.engine.interfaces import NodeCall, NodeFailed, NodeResult, PluginContext
 from heal.policy.expressions import ExpressionError, coerce, evaluate, render
-from heal.policy.models import Auth, ValueMapping
+from heal.policy.models import Auth, Node, ValueMapping
 
 _QUERY_METHODS = {"GET", "DELETE"}
 _MESSAGE_LIMIT = 500
@@ -37,8 +37,16 @@ class HttpPlugin:
         self._client = client
         self._urls: dict[str, httpx.URL] = {}
 
+    @classmethod
+    def from_context(cls, context: PluginContext) -> HttpPlugin:
+        return cls()
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    async def cancel(self, call: NodeCall) -> str | None:
+        """A request already sent cannot be taken back; nothing to stop."""
+        return None
 
     def _parsed(self, url: str) -> httpx.URL:
         """httpx parses every URL string (host IDNA, IP checks): a few hundred µs per
@@ -52,6 +60,8 @@ class HttpPlugin:
 
     async def run_node(self, call: NodeCall) -> NodeResult:
         node = call.node
+        if not isinstance(node, Node):
+            raise TypeError(f"the http plugin runs HTTP nodes, not {type(node).__name__}")
         request_context = {**call.context, "secrets": dict(call.secrets)}
         try:
             inputs = evaluate_mappings(node.inputs, request_context)

@@ -1,10 +1,10 @@
 """The user's policy: rules, action configs and the node language they are written in."""
 
 from heal.policy.loader import PolicyError, load_policy, load_policy_text
-from heal.policy.models import ActionConfig, Node, Policy, Rule
+from heal.policy.models import ActionBase, Node, Policy, Rule
 
 __all__ = [
-    "ActionConfig",
+    "ActionBase",
     "Node",
     "Policy",
     "PolicyError",

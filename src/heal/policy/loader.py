@@ -12,7 +12,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from heal.policy.messages import plain_message
-from heal.policy.models import Policy
+from heal.policy.models import HttpAction, Policy
+from heal.policy.plugins import installed, policy_model
 from heal.policy.references import reference_errors
 
 
@@ -69,6 +70,15 @@ def _position(root: Any, loc: tuple[Any, ...], *, at_value: bool = False) -> tup
     return line + 1, column + 1
 
 
+def _file_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An error's location as keys of the file: without pydantic's union members
+    (``function-after[...]``) and the action type it picked (``actions.x.kubernetes``)."""
+    parts = tuple(p for p in loc if not (isinstance(p, str) and "[" in p))
+    if len(parts) > 2 and parts[0] == "actions" and parts[2] in installed():
+        parts = parts[:2] + parts[3:]
+    return parts
+
+
 def _readable(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
@@ -85,12 +95,13 @@ def load_policy_text(text: str, source: str = "<policy>") -> Policy:
     ]
     policy = None
     try:
-        policy = Policy.model_validate(data)
+        policy = policy_model().model_validate(data)
     except ValidationError as exc:
         for error in exc.errors():
-            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+            loc = _file_loc(error["loc"])
             line, column = _position(root, loc)
-            problems.append(PolicyProblem(line, column, _readable(loc), plain_message(error, loc)))
+            message = plain_message(error, loc, data)
+            problems.append(PolicyProblem(line, column, _readable(loc), message))
     if problems or policy is None:
         # In the order of the file, as an editor would list them.
         problems.sort(key=lambda p: (p.line, p.column))
@@ -147,6 +158,7 @@ def basic_credentials(policy: Policy, secrets: dict[str, str]) -> set[tuple[str,
     return {
         (auth.username, secrets[auth.secret])
         for action in policy.actions.values()
+        if isinstance(action, HttpAction)
         for node in action.nodes
         if (auth := node.request.auth)
         and auth.type == "basic"

@@ -10,15 +10,21 @@ from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from heal.policy.models import Policy
+from heal.policy.plugins import broken, installed
 
 
-def plain_message(error: ErrorDetails, loc: tuple[Any, ...]) -> str:
+def plain_message(error: ErrorDetails, loc: tuple[Any, ...], data: Any = None) -> str:
+    """``data``: the file's plain data, to find which action type's keys apply at ``loc``."""
     kind, value, ctx = error["type"], error.get("input"), error.get("ctx", {})
     got = f"got {shown(value)}"
     if kind == "missing":
         return f"missing required key {loc[-1]!r}" if loc else "missing required key"
     if kind == "extra_forbidden":
-        return _unknown_key(loc)
+        return _unknown_key(loc, data)
+    if kind == "union_tag_invalid":
+        return _unknown_type(str(ctx.get("tag")))
+    if kind == "union_tag_not_found":
+        return f"missing required key 'type' ({', '.join(installed())})"
     simple = {
         "int_parsing": f"expected a whole number, {got}",
         "int_type": f"expected a whole number, {got}",
@@ -61,9 +67,19 @@ def shown(value: Any) -> str:
     return str(value)
 
 
-def _unknown_key(loc: tuple[Any, ...]) -> str:
+def _unknown_type(tag: str) -> str:
+    types_ = list(installed())
+    close = difflib.get_close_matches(tag, types_, n=1)
+    hint = f" — did you mean {close[0]!r}?" if close else ""
+    failed = [b for b in broken() if b.name == tag]
+    if failed:
+        return f"action type {tag!r} is installed but failed to load: {failed[0].reason}"
+    return f"unknown action type {tag!r}{hint} (installed: {', '.join(types_)})"
+
+
+def _unknown_key(loc: tuple[Any, ...], data: Any) -> str:
     key = str(loc[-1]) if loc else "?"
-    model = _model_at(loc[:-1])
+    model = _model_at(loc[:-1], data)
     if model is None:
         return f"unknown key {key!r}"
     known = [field.alias or name for name, field in model.model_fields.items()]
@@ -73,10 +89,12 @@ def _unknown_key(loc: tuple[Any, ...]) -> str:
     return f"unknown key {key!r} (known keys: {', '.join(known)})"
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _model_at(loc: tuple[Any, ...], data: Any = None) -> type[BaseModel] | None:
     """The model class whose mapping sits at ``loc`` in a policy file."""
     annotation: Any = Policy
-    for part in loc:
+    for index, part in enumerate(loc):
+        if index == 2 and loc[0] == "actions":
+            annotation = _action_model(data, loc[1])
         annotation = _unwrap(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             fields = {f.alias or n: f for n, f in annotation.model_fields.items()}
@@ -88,10 +106,20 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             annotation = get_args(annotation)[-1]
         else:
             return None
+    if len(loc) == 2 and loc[0] == "actions":
+        annotation = _action_model(data, loc[1])
     annotation = _unwrap(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     return None
+
+
+def _action_model(data: Any, name: Any) -> Any:
+    """The config model of the type the file gives action ``name``."""
+    actions = data.get("actions") if isinstance(data, dict) else None
+    action = actions.get(name) if isinstance(actions, dict) else None
+    spec = installed().get(str(action.get("type"))) if isinstance(action, dict) else None
+    return spec.config if spec else None
 
 
 def _unwrap(annotation: Any) -> Any:

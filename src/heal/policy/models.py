@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -37,7 +37,7 @@ MatcherSpec = Annotated[str, AfterValidator(_matcher_parses)]
 WindowSpec = Annotated[str, AfterValidator(_window_parses)]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     # Unknown keys are errors: a typo in a policy must not silently do nothing.
     # Attribute docstrings are the JSON Schema's descriptions: editors show them as help.
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
@@ -51,7 +51,7 @@ class ConditionMethod(StrEnum):
     EXISTS = "exists"
 
 
-class Condition(_Strict):
+class Condition(StrictModel):
     """``finished_rule`` / ``success_rule``: ``key`` is JMESPath over the node's outputs."""
 
     key: str
@@ -77,7 +77,7 @@ class Condition(_Strict):
         return self
 
 
-class ValueMapping(_Strict):
+class ValueMapping(StrictModel):
     """One input or output: ``key`` gets ``value`` evaluated as ``format``."""
 
     key: str
@@ -98,22 +98,22 @@ class ValueMapping(_Strict):
                 raise ValueError("a jmespath value must be a string expression")
             check_expression(self.value)
         elif self.format is ValueFormat.JINJA2:
-            _check_templates(self.value)
+            check_nested_templates(self.value)
         return self
 
 
-def _check_templates(value: Any) -> None:
+def check_nested_templates(value: Any) -> None:
     if isinstance(value, str):
         check_template(value)
     elif isinstance(value, list):
         for item in value:
-            _check_templates(item)
+            check_nested_templates(item)
     elif isinstance(value, dict):
         for item in value.values():
-            _check_templates(item)
+            check_nested_templates(item)
 
 
-class Auth(_Strict):
+class Auth(StrictModel):
     """A reference to a secret; the secret's value never appears in the policy."""
 
     type: Literal["bearer", "basic"]
@@ -130,7 +130,7 @@ class Auth(_Strict):
         return self
 
 
-class Request(_Strict):
+class Request(StrictModel):
     url: str
     """The URL to call, a template (e.g. "{{ settings.itsm_url }}/create_ticket/")."""
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
@@ -150,19 +150,15 @@ class Request(_Strict):
         return url
 
 
-class Node(_Strict):
+class Step(StrictModel):
+    """One step of an action as the engine runs it: a node of the node language, or a
+    step an executor type compiles its config into (``steps`` of its action)."""
+
     function: str
     """The node's name, used by next_function and in logs: letters, digits, '_' or '-', unique
     within the action."""
     name: str
     """What the timeline shows for this node."""
-    request: Request
-    """The HTTP request this node makes."""
-    inputs: list[ValueMapping] = Field(default_factory=list)
-    """Values sent with the request, evaluated in order; each sees the ones before it."""
-    outputs: list[ValueMapping] = Field(default_factory=list)
-    """Values read from the response (as response), evaluated in order; later nodes see them by
-    name."""
     finished_rule: Condition | None = None
     """When this holds the node is finished; otherwise it polls (need_schedule) or runs
     next_function. None: finished after one pass."""
@@ -172,12 +168,19 @@ class Node(_Strict):
     """Poll: run the node again every schedule_timedelta seconds until finished_rule holds."""
     schedule_timedelta: Annotated[float, Field(gt=0, le=86400)] = 5.0
     """Seconds between polls (0-86400)."""
+    schedule_backoff_to: Annotated[float, Field(gt=0, le=86400)] | None = None
+    """With need_schedule: the seconds between polls double after each poll, from
+    schedule_timedelta up to this many; unset: every poll is schedule_timedelta apart."""
     next_function: str | None = None
     """The function of the node to run next, in the same list; none: the action ends here."""
     need_insert_log: bool = False
     """Write log_template to the timeline when the node succeeds."""
     log_template: str | None = None
     """A template for the timeline line written when need_insert_log is true."""
+    idempotent: bool = True
+    """Whether running this node again is safe when heal stopped while it ran (its outcome
+    is then unknown). true: it runs again, with the same Idempotency-Key; false: the action
+    fails saying the outcome is unknown, and the node is not run again."""
 
     @field_validator("function")
     @classmethod
@@ -194,7 +197,7 @@ class Node(_Strict):
         return template
 
     @model_validator(mode="after")
-    def _can_make_progress(self) -> Node:
+    def _can_make_progress(self) -> Step:
         if self.need_insert_log and not self.log_template:
             raise ValueError("need_insert_log is true but log_template is empty")
         if self.need_schedule and self.finished_rule is None:
@@ -206,8 +209,46 @@ class Node(_Strict):
             )
         return self
 
+    @property
+    def call_timeout(self) -> float:
+        """Seconds one run of the step may take."""
+        return 30.0
 
-class FailedRetry(_Strict):
+    def poll_delay(self, poll: int) -> float:
+        """Seconds until poll number ``poll + 1`` (``poll`` polls so far, from 0)."""
+        if self.schedule_backoff_to is None:
+            return self.schedule_timedelta
+        return min(self.schedule_backoff_to, self.schedule_timedelta * float(2 ** min(poll, 32)))
+
+
+class ExecutorStep(Step):
+    """A step an executor type compiles its config into; the plugin runs it by function."""
+
+    timeout: Annotated[float, Field(gt=0, le=7200)] = 30.0
+    """Seconds one run of the step may take."""
+
+    @property
+    def call_timeout(self) -> float:
+        return self.timeout
+
+
+class Node(Step):
+    """A node of the node language: one HTTP request, its inputs and outputs."""
+
+    request: Request
+    """The HTTP request this node makes."""
+    inputs: list[ValueMapping] = Field(default_factory=list)
+    """Values sent with the request, evaluated in order; each sees the ones before it."""
+    outputs: list[ValueMapping] = Field(default_factory=list)
+    """Values read from the response (as response), evaluated in order; later nodes see them by
+    name."""
+
+    @property
+    def call_timeout(self) -> float:
+        return self.request.timeout
+
+
+class FailedRetry(StrictModel):
     is_enabled: bool = False
     """Retry a failed node at all."""
     max_retry_times: Annotated[int, Field(ge=0, le=20)] = 0
@@ -223,7 +264,7 @@ class FailedRetry(_Strict):
 Risk = Literal["low", "medium", "high", "critical"]
 
 
-class ApprovalRequirement(_Strict):
+class ApprovalRequirement(StrictModel):
     """What a human approval takes: how many signatures, from whom, for how long."""
 
     required_signatures: Annotated[int, Field(ge=1, le=10)] = 1
@@ -238,7 +279,7 @@ class ApprovalRequirement(_Strict):
     needed); 'keep' leaves it pending, so approving still runs the action."""
 
 
-class AutoApprove(_Strict):
+class AutoApprove(StrictModel):
     """A condition under which an action runs without asking. Every field given must
     hold; the first condition that holds approves."""
 
@@ -256,7 +297,7 @@ class AutoApprove(_Strict):
     """The rule's action finished at least this many runs (for min_success_rate)."""
 
 
-class ApprovalPolicy(_Strict):
+class ApprovalPolicy(StrictModel):
     """``approval:`` at the top of the policy. Off unless ``enabled``."""
 
     enabled: bool = False
@@ -269,7 +310,7 @@ class ApprovalPolicy(_Strict):
     """The expiry sweeper works in batches of this many approvals."""
 
 
-class ApprovalTicket(_Strict):
+class ApprovalTicket(StrictModel):
     """Ask for approval through an ITSM ticket, in the node language.
 
     ``nodes`` run while the action waits: when the last of them finishes, its
@@ -285,9 +326,13 @@ class ApprovalTicket(_Strict):
     """A node run once if the approval expires first (e.g. to revoke the ticket)."""
 
 
-class ActionConfig(_Strict):
-    type: Literal["http"]
-    """The plugin that runs the nodes: http (one node is one HTTP request)."""
+class ActionBase(StrictModel):
+    """What every action type shares: approval, deadline, retries, fallback. A type adds
+    its own keys and compiles them into the steps the engine runs (``steps``)."""
+
+    type: str
+    """The action type: the plugin that runs it (http, kubernetes, stackstorm, ssh, local, or
+    an installed plugin's type)."""
     description: str = ""
     """Free text about the action, shown to people asked to approve it."""
     risk: Risk = "medium"
@@ -309,35 +354,78 @@ class ActionConfig(_Strict):
     read them as execute_config.template_detail."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Free-form values for the nodes: execute_config.params."""
-    nodes: Annotated[list[Node], Field(min_length=1)]
-    """The nodes of the action; the first one runs first."""
+    fallback: str | None = None
+    """Another action (by name) that runs next for the same incident when this one fails
+    after its retries; on the timeline as a fallback."""
 
     @property
-    def all_nodes(self) -> list[Node]:
+    def steps(self) -> list[Step]:
+        """The steps the engine runs, the first one first."""
+        raise NotImplementedError(f"action type {self.type!r} defines no steps")
+
+    @property
+    def deadline_seconds(self) -> float:
+        """Seconds from the first step's start until the action fails with timeout."""
+        return float(self.timeout)
+
+    # Where this type's own keys name a declared secret (``policy check`` checks them).
+    secret_paths: ClassVar[tuple[tuple[str, ...], ...]] = ()
+
+    @property
+    def secret_names(self) -> list[str]:
+        """The declared secrets this action's own keys name."""
+        names = []
+        for path in self.secret_paths:
+            value: Any = self
+            for part in path:
+                value = getattr(value, part, None)
+            if isinstance(value, str):
+                names.append(value)
+        return names
+
+    @property
+    def all_nodes(self) -> list[Step]:
         ticket = self.approval_ticket
         extra = [*ticket.nodes, *([ticket.on_expire] if ticket.on_expire else [])] if ticket else []
-        return [*self.nodes, *extra]
+        return [*self.steps, *extra]
 
     def in_approval_phase(self, function: str) -> bool:
         return self.approval_ticket is not None and any(
             node.function == function for node in self.approval_ticket.nodes
         )
 
-    def node(self, function: str) -> Node:
+    def node(self, function: str) -> Step:
         for node in self.all_nodes:
             if node.function == function:
                 return node
         raise KeyError(function)
 
 
-class ActionRef(_Strict):
+class HttpAction(ActionBase):
+    """The node language: each node is one HTTP request (the FTA model)."""
+
+    type: Literal["http"]
+    """http: one node is one HTTP request."""
+    nodes: Annotated[list[Node], Field(min_length=1)]
+    """The nodes of the action; the first one runs first."""
+
+    @property
+    def steps(self) -> list[Step]:
+        return list(self.nodes)
+
+    @property
+    def secret_names(self) -> list[str]:
+        return [node.request.auth.secret for node in self.nodes if node.request.auth]
+
+
+class ActionRef(StrictModel):
     action: str
     """The name of an action defined under actions."""
     signal: list[Signal] = Field(default_factory=lambda: [Signal.FIRING], min_length=1)
     """On which signal the action starts: firing (a new alert occurrence) and/or resolved."""
 
 
-class Rule(_Strict):
+class Rule(StrictModel):
     name: str
     """The rule's name, unique in the policy."""
     match: dict[str, MatcherSpec] = Field(default_factory=dict)
@@ -372,19 +460,58 @@ class Rule(_Strict):
         return [LabelMatcher.parse(name, str(spec)) for name, spec in self.match.items()]
 
 
-class SecretRef(_Strict):
+class SecretRef(StrictModel):
     """A secret's value comes from the environment, never from the policy file."""
 
     env: str
     """The environment variable that holds the secret's value."""
 
 
-class Defaults(_Strict):
+class Defaults(StrictModel):
     group_by: list[str] = Field(default_factory=lambda: ["alertname"])
     """Labels grouping the alerts that no rule matches into incidents."""
 
 
-class Policy(_Strict):
+class KubernetesCluster(StrictModel):
+    """How heal reaches one cluster: a kubeconfig (and context), or the pod's own
+    service account."""
+
+    kubeconfig: str | None = None
+    """Path of a kubeconfig file (~ is expanded); unset with in_cluster false: $KUBECONFIG or
+    ~/.kube/config."""
+    context: str | None = None
+    """The kubeconfig context to use; unset: the file's current context."""
+    in_cluster: bool = False
+    """Use the service account of the pod heal runs in (instead of a kubeconfig)."""
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> KubernetesCluster:
+        if self.in_cluster and (self.kubeconfig or self.context):
+            raise ValueError("in_cluster: true takes no kubeconfig or context")
+        return self
+
+
+class KubernetesSettings(StrictModel):
+    """``kubernetes:`` — the clusters kubernetes actions reach and where they may act."""
+
+    clusters: dict[str, KubernetesCluster] = Field(default_factory=dict)
+    """Clusters by name; an action picks one with cluster (default: the one named default)."""
+    allowed_namespaces: list[MatcherSpec] = Field(default_factory=list)
+    """Namespaces actions may touch, as matchers ("shop", "=~team-.*"); empty: none.
+    kube-system is never allowed, whatever matches."""
+
+
+class SshSettings(StrictModel):
+    """``ssh:`` — how ssh actions trust the hosts they connect to."""
+
+    known_hosts: str | None = None
+    """Path of an OpenSSH known_hosts file; required for ssh actions: a host whose key is not
+    in it is refused."""
+    connect_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    """Seconds to wait for a connection and its handshake (0-120)."""
+
+
+class Policy(StrictModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     """Plain values, visible to templates and expressions as settings.*."""
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
@@ -393,7 +520,12 @@ class Policy(_Strict):
     """Named secrets, read from the environment (never written here)."""
     defaults: Defaults = Field(default_factory=Defaults)
     """Defaults for alerts no rule matches."""
-    actions: dict[str, ActionConfig] = Field(default_factory=dict)
-    """What can be done, by name."""
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    """Clusters and allowed namespaces of kubernetes actions."""
+    ssh: SshSettings = Field(default_factory=SshSettings)
+    """Host key checking of ssh actions."""
+    actions: dict[str, ActionBase] = Field(default_factory=dict)
+    """What can be done, by name. Validated against the installed action types: load a policy
+    with heal.policy.loader (or validate with heal.policy.plugins.policy_model())."""
     rules: list[Rule] = Field(default_factory=list)
     """When to do it: tried in order, the first that matches owns the alert."""

@@ -22,6 +22,7 @@ from heal.policy.expressions import (
     template_lookups,
     template_names,
 )
+from heal.policy.plugins import installed
 
 Loc = tuple[str | int, ...]
 # The top-level names a place has, each with the keys it is known to have (None: any).
@@ -67,8 +68,88 @@ def reference_errors(data: Any) -> list[Finding]:
     findings = list(_rule_findings(_sequence(data.get("rules")), actions))
     for name, action in actions.items():
         if isinstance(action, dict):
-            findings.extend(_action_findings(("actions", name), action, declared))
+            where = ("actions", name)
+            findings.extend(_action_findings(where, action, declared))
+            findings.extend(_fallback_findings(where, action, actions))
+            if action.get("type") != "http":
+                findings.extend(_executor_findings(where, action, declared, data))
     return findings
+
+
+# Keys of an executor action that are not templates of its steps (checked elsewhere, or
+# plain values).
+_NOT_STEP_TEMPLATES = frozenset(
+    {"type", "description", "approval", "approval_ticket", "template_detail", "params"}
+)
+
+
+def _executor_findings(
+    where: Loc, action: dict[str, Any], declared: Scope, data: dict[str, Any]
+) -> list[Finding]:
+    """An executor type's templates see what a node sees; its secrets must be declared;
+    kubernetes and ssh actions need their section of the policy."""
+    scope: Scope = {name: declared.get(name) for name in _NODE_NAMES}
+    findings: list[Finding] = []
+    for key, value in action.items():
+        if key not in _NOT_STEP_TEMPLATES:
+            findings += _template_findings((*where, key), value, scope)
+    spec = installed().get(str(action.get("type")))
+    secrets = declared.get("secrets") or frozenset()
+    for path in spec.config.secret_paths if spec else ():
+        named: Any = action
+        for part in path:
+            named = _mapping(named).get(part)
+        if isinstance(named, str) and named not in secrets:
+            findings.append(
+                Finding(
+                    (*where, *path),
+                    f"secret {named!r} is not declared under secrets{_suggestion(named, secrets)}",
+                    at_value=True,
+                )
+            )
+    if action.get("type") == "kubernetes":
+        clusters = _mapping(_mapping(data.get("kubernetes")).get("clusters"))
+        cluster = action.get("cluster", "default")
+        if isinstance(cluster, str) and cluster not in clusters:
+            known = ", ".join(map(str, clusters)) or "none"
+            loc = (*where, "cluster") if "cluster" in action else (*where, "type")
+            findings.append(
+                Finding(
+                    loc,
+                    f"cluster {cluster!r} is not defined under kubernetes.clusters"
+                    f"{_suggestion(cluster, map(str, clusters))} (defined: {known})",
+                    at_value="cluster" in action,
+                )
+            )
+    if action.get("type") == "ssh" and not _mapping(data.get("ssh")).get("known_hosts"):
+        findings.append(
+            Finding(
+                (*where, "type"),
+                "ssh actions need ssh.known_hosts: host keys that are not in it are refused",
+                at_value=True,
+            )
+        )
+    return findings
+
+
+def _fallback_findings(
+    where: Loc, action: dict[str, Any], actions: dict[Any, Any]
+) -> list[Finding]:
+    fallback = action.get("fallback")
+    if not isinstance(fallback, str):
+        return []
+    if fallback == where[-1]:
+        return [Finding((*where, "fallback"), "an action cannot be its own fallback", True)]
+    if fallback not in actions:
+        return [
+            Finding(
+                (*where, "fallback"),
+                f"fallback {fallback!r} is not a defined action"
+                f"{_suggestion(fallback, map(str, actions))}",
+                at_value=True,
+            )
+        ]
+    return []
 
 
 def _mapping(value: Any) -> dict[Any, Any]:

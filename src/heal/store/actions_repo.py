@@ -63,6 +63,24 @@ def _versioned_update(columns: tuple[str, ...]) -> Update:
     )
 
 
+async def mark_running(
+    connection: AsyncConnection, action_id: int, expected_version: int, key: str
+) -> bool:
+    """Mark the run ``key`` as begun, if the action is still at ``expected_version`` and
+    no run of that key was marked before (the version is not bumped: the step's outcome,
+    committed with the version check, clears the mark)."""
+    result = await connection.execute(
+        update(actions)
+        .where(
+            actions.c.id == action_id,
+            actions.c.version == expected_version,
+            or_(actions.c.running_key.is_(None), actions.c.running_key != key),
+        )
+        .values(running_key=key)
+    )
+    return result.rowcount == 1
+
+
 async def claim_due(
     connection: AsyncConnection, now: datetime, lease_until: datetime, limit: int
 ) -> list[dict[str, Any]]:

@@ -99,6 +99,9 @@ actions = Table(
     # The one pending wake: min of the deadlines above, NULL once terminal.
     Column("next_wake_at", UTCDateTime(), nullable=True),
     Column("claimed_until", UTCDateTime(), nullable=True),
+    # The run key of a step that is not idempotent, set before it runs and cleared by the
+    # commit of its outcome: found set by a later wake, the run's outcome is unknown.
+    Column("running_key", String(400), nullable=True),
     # "incident:rule:action" while in flight, NULL once terminal: converge is enforced by
     # the unique index, not only by the code that checks it.
     Column("inflight_key", String(600), nullable=True, unique=True),
