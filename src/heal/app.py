@@ -95,7 +95,8 @@ class Heal:
             runtime = EmbeddedRuntime(db, concurrency=settings.workers)
         ruleset = RuleSet(policy)
         plugins = PluginSet(PluginContext(lambda: holder.ruleset.policy, secrets, redact))
-        approvals = ApprovalService(db, runtime, redact)
+        channels = chat_channels(settings)
+        approvals = ApprovalService(db, runtime, redact, announce_outcomes=bool(channels))
         engine = Engine(db, runtime, plugins, secrets, hook=approvals, redact=redact)
         holder = cls(
             settings=settings,
@@ -108,7 +109,7 @@ class Heal:
             plugins=plugins,
             chat=ChatDispatcher(
                 db,
-                chat_channels(settings),
+                channels,
                 redact,
                 card_window=timedelta(seconds=settings.chat_card_window),
             ),

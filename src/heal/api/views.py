@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from heal.engine.create import step_functions
+
 _ACTION_INTERNAL = {"claimed_until", "inflight_key", "context", "config"}
 
 
@@ -31,7 +33,7 @@ def action(row: dict[str, Any]) -> dict[str, Any]:
     view = {k: _jsonable(v) for k, v in row.items() if k not in _ACTION_INTERNAL}
     config = row.get("config") or {}
     view["execute_config"] = config.get("execute_config", {})
-    view["nodes"] = [node["function"] for node in config.get("action", {}).get("nodes", [])]
+    view["nodes"] = step_functions(config["action"]) if "action" in config else []
     view["alert"] = (row.get("context") or {}).get("alert")
     return view
 

@@ -268,6 +268,14 @@ class ChatDispatcher:
                 )
             if unsent is not None:  # wait for it, then answer in its thread
                 raise _Later(max(unsent["next_attempt_at"], now))
+        if own is None and row["approval_id"] is None:
+            async with self.db.read() as connection:
+                own = await notifications_repo.card_of(
+                    connection, provider=provider, incident_id=row["incident_id"]
+                )
+            if own is not None:  # news of the incident: in the thread of its newest card
+                await self._post_under(channel, row, text, own)
+                return
         if own is None:  # the card is unknown: say it on its own
             await channel.post_text(f"Incident #{row['incident_id']}: {text}")
             return
@@ -285,8 +293,13 @@ class ChatDispatcher:
                 log.warning("chat card not closed", card=own["id"], error=str(exc))
             async with self.db.write() as connection:
                 await notifications_repo.close_card(connection, own["id"], now)
+        await self._post_under(channel, row, text, own)
+
+    async def _post_under(
+        self, channel: ChatChannel, row: dict[str, Any], text: str, card: dict[str, Any]
+    ) -> None:
         try:
-            await channel.post_text(text, under=_posted(own))
+            await channel.post_text(text, under=_posted(card))
         except ChannelError as exc:
             if not exc.permanent:
                 raise

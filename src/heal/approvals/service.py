@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.approvals.lifecycle import end_obsolete, skipped_while_waiting
+from heal.approvals.outcomes import outcome_text
 from heal.domain.actions import ActionStatus
 from heal.domain.approvals import (
     ApprovalStatus,
@@ -27,6 +28,7 @@ from heal.domain.approvals import (
 )
 from heal.domain.redaction import Redactor
 from heal.domain.timeline import EventKind, TimelineEntry
+from heal.engine.create import step_functions
 from heal.engine.engine import utcnow
 from heal.engine.interfaces import WakeScheduler
 from heal.engine.machine import ActionState
@@ -67,11 +69,16 @@ class ApprovalService:
         scheduler: WakeScheduler,
         redact: Redactor | None = None,
         clock: Callable[[], datetime] = utcnow,
+        *,
+        announce_outcomes: bool = False,
     ) -> None:
         self.db = database
         self.scheduler = scheduler
         self.redact = redact or Redactor()
         self.clock = clock
+        # Whether a chat is configured: the end of every executor action is news for the
+        # incident's thread (an http action's is news only where people were asked).
+        self.announce_outcomes = announce_outcomes
 
     async def sign(
         self,
@@ -173,7 +180,7 @@ class ApprovalService:
                         "status": ActionStatus.RECEIVED.value,
                         "approval_expires_at": None,
                         # from an ITSM approval ticket's node, if one was asking as well
-                        "current_node": action["config"]["action"]["nodes"][0]["function"],
+                        "current_node": step_functions(action["config"]["action"])[0],
                         "poll": 0,
                         "attempt": 0,
                         "framework_errors": 0,
@@ -252,22 +259,33 @@ class ApprovalService:
             )
             if await end_obsolete(connection, before, reason, now, self.redact):
                 return
+        await self._news(connection, before, after, now)
+
+    async def _news(
+        self, connection: AsyncConnection, before: dict[str, Any], after: ActionState, now: datetime
+    ) -> None:
+        """Where people were asked, each move of the action is news in the card's thread;
+        an executor action's end is news in the incident's thread in any case."""
         approval = await approvals_repo.for_action(connection, before["id"])
-        if approval is not None and after.status in (
-            ActionStatus.RUNNING,
-            ActionStatus.SUCCESS,
-            ActionStatus.FAILURE,
-        ):
-            await notifications_repo.enqueue(
-                connection,
-                incident_id=before["incident_id"],
-                kind="update",
-                text=f"action {before['action_name']!r} {after.status.value}"
-                + (f": {after.message}" if after.message else ""),
-                now=now,
-                approval_id=approval["id"],
-                action_id=before["id"],
+        ended = after.status in (ActionStatus.SUCCESS, ActionStatus.FAILURE)
+        executor = after.config.type != "http"
+        if ended and executor and (approval is not None or self.announce_outcomes):
+            text = outcome_text(before, after, now)
+        elif approval is not None and (ended or after.status is ActionStatus.RUNNING):
+            text = f"action {before['action_name']!r} {after.status.value}" + (
+                f": {after.message}" if after.message else ""
             )
+        else:
+            return
+        await notifications_repo.enqueue(
+            connection,
+            incident_id=before["incident_id"],
+            kind="update",
+            text=text,
+            now=now,
+            approval_id=approval["id"] if approval is not None else None,
+            action_id=before["id"],
+        )
 
     async def _decided_by_ticket(
         self, connection: AsyncConnection, action: dict[str, Any], after: ActionState, now: datetime

@@ -8,6 +8,15 @@ from typing import Any
 from heal.domain.actions import ActionStatus, FailureType, Signal
 from heal.policy.expressions import ExpressionError, render
 from heal.policy.models import ActionBase
+from heal.policy.plugins import parse_action
+
+
+def step_functions(snapshot: dict[str, Any]) -> list[str]:
+    """The functions of an action's steps, in order, from its stored config snapshot."""
+    nodes = snapshot.get("nodes")
+    if isinstance(nodes, list):  # the node language: as written
+        return [node["function"] for node in nodes]
+    return [step.function for step in parse_action(snapshot).steps]
 
 
 def inflight_key(incident_id: int, rule: str, action: str) -> str:
