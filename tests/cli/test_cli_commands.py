@@ -113,6 +113,17 @@ def test_policy_schema_is_json_schema() -> None:
     assert {"actions", "rules", "settings"} <= set(schema["properties"])
 
 
+def test_policy_types_lists_every_installed_type() -> None:
+    result = heal_cli("policy", "types", "--json")
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    names = [t["name"] for t in listed["types"]]
+    assert names == ["http", "kubernetes", "stackstorm", "ssh", "local"]
+    assert listed["failed_to_load"] == []
+    table = heal_cli("policy", "types")
+    assert "restart, scale or roll back a workload" in table.output
+
+
 # -- token ---------------------------------------------------------------------------------
 
 

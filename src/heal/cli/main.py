@@ -39,7 +39,11 @@ COMMANDS = {
     "alerts": Entry("heal.cli.alerts", "app", "Send test alerts to a running heal."),
     "incidents": Entry("heal.cli.incidents", "app", "Incidents, read from heal's database."),
     "actions": Entry("heal.cli.actions", "app", "Action instances: inspect or cancel."),
-    "policy": Entry("heal.cli.policy", "app", "Check a policy file, or print its JSON Schema."),
+    "policy": Entry(
+        "heal.cli.policy",
+        "app",
+        "Check a policy file, print its JSON Schema, or list the action types.",
+    ),
     "db": Entry("heal.cli.db", "app", "Database schema and data."),
     "token": Entry("heal.cli.token", "app", "API tokens."),
     "users": Entry("heal.cli.users", "app", "Users, roles and tokens."),

@@ -1,4 +1,4 @@
-"""``heal policy check`` and ``heal policy schema``."""
+"""``heal policy check``, ``heal policy schema`` and ``heal policy types``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 
 from heal.cli.common import policy_problems
-from heal.cli.console import examples, fail, group, out, warn
+from heal.cli.console import examples, fail, group, out, print_json, warn
 from heal.policy.loader import PolicyError, load_policy
 from heal.policy.schema import policy_json_schema
 
-app = group("Check a policy file, or print its JSON Schema.")
+app = group("Check a policy file, print its JSON Schema, or list the action types.")
 
 
 @app.command("check", epilog=examples("heal policy check heal.yaml"))
@@ -39,3 +39,30 @@ def check(
 def schema() -> None:
     """Print the policy's JSON Schema (for editor completion) to stdout."""
     typer.echo(policy_json_schema())
+
+
+@app.command(
+    "types", epilog=examples("heal policy types", "heal policy types --json | jq '.[].name'")
+)
+def types(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON, for scripts")] = False,
+) -> None:
+    """List the action types heal can run (built in, or installed as plugins)."""
+    from rich.table import Table
+
+    from heal.policy.plugins import broken, installed
+
+    listed = [
+        {"name": spec.name, "summary": spec.summary, "config": spec.config.__name__}
+        for spec in installed().values()
+    ]
+    failed = [{"name": b.name, "error": b.reason} for b in broken()]
+    if as_json:
+        print_json({"types": listed, "failed_to_load": failed})
+        return
+    table = Table("type", "does", title="Action types", title_justify="left")
+    for item in listed:
+        table.add_row(item["name"], item["summary"])
+    out().print(table)
+    for item in failed:
+        warn(f"plugin {item['name']!r} failed to load: {item['error']}")
