@@ -108,6 +108,11 @@ def test_a_command_timeout_gives_the_action_a_deadline_past_it() -> None:
             "— did you mean 'restart-agent'?",
         ),
         (
+            "    target: {kind: Deployment, namespace: shop, name: checkout}\n",
+            "",
+            "28:3 (actions.roll-back.target): missing required key 'target'",
+        ),
+        (
             "operation: restart\n    target:",
             "operation: restart\n    targt:",
             "17:5 (actions.restart-workload.targt): unknown key 'targt' — did you mean 'target'?",
