@@ -103,13 +103,13 @@ class Engine:
         here, once, with what the runtime does not know (the rule), and raised again: the
         runtime's lease or job retry brings the wake back.
         """
-        window = self.commit_retry if held_for is None else min(self.commit_retry, held_for)
+        held_until = time.monotonic() + held_for if held_for is not None else float("inf")
         try:
             row = await self._current(action_id, row)
             if row is None or row["version"] != expected_version:
                 metrics.STALE_WAKES.inc()
                 return
-            await self._step(row, time.monotonic() + window)
+            await self._step(row, held_until)
         except Exception as exc:
             log.error(
                 "wake failed",
@@ -128,7 +128,7 @@ class Engine:
             row = await self._load(action_id)
         return row
 
-    async def _step(self, row: dict[str, Any], retry_until: float) -> None:
+    async def _step(self, row: dict[str, Any], held_until: float) -> None:
         action_id = row["id"]
         state = self._state(row)
         now = self.clock()
@@ -136,14 +136,14 @@ class Engine:
         if what is Due.NOTHING:
             return
         if what is Due.TIMEOUT:
-            await self._commit(row, machine.time_out(state, now), retry_until)
+            await self._commit(row, machine.time_out(state, now), held_until)
             return
         if what is Due.APPROVAL_EXPIRED:
             expired = await self._expire_approval(row, state, now)
-            await self._commit(row, expired, retry_until)
+            await self._commit(row, expired, held_until)
             return
         if what is Due.NOT_YET:
-            await self._commit(row, Transition(state, []), retry_until)
+            await self._commit(row, Transition(state, []), held_until)
             return
 
         started: list[TimelineEntry] = []
@@ -155,7 +155,7 @@ class Engine:
             if row.get("running_key") == key:  # a run of ours began and never reported
                 unknown = machine.outcome_unknown(state, now)
                 events = started + unknown.events
-                await self._commit(row, Transition(unknown.state, events), retry_until)
+                await self._commit(row, Transition(unknown.state, events), held_until)
                 return
             if not await self._mark_running(row, key):
                 metrics.STALE_WAKES.inc()
@@ -177,7 +177,7 @@ class Engine:
                 state, NodeOutcome(inputs=outcome.inputs, error=_describe(exc)), self.clock()
             )
         events = started + transition.events
-        await self._commit(row, Transition(transition.state, events), retry_until)
+        await self._commit(row, Transition(transition.state, events), held_until)
 
     async def _mark_running(self, row: dict[str, Any], key: str) -> bool:
         """Record, before a step that is not idempotent runs, that it is about to: if heal
@@ -279,11 +279,11 @@ class Engine:
             poll=state.poll,
         )
 
-    async def _commit(
-        self, row: dict[str, Any], transition: Transition, retry_until: float
-    ) -> bool:
-        """Commit the step; while the connection is lost, try again until ``retry_until``
-        (monotonic), with the failed attempts on the timeline when it finally commits."""
+    async def _commit(self, row: dict[str, Any], transition: Transition, held_until: float) -> bool:
+        """Commit the step; while the connection is lost, try again for ``commit_retry``
+        seconds, but not past ``held_until`` (monotonic: when the runtime's hold of the wake
+        ends), with the failed attempts on the timeline when it finally commits."""
+        retry_until = min(held_until, time.monotonic() + self.commit_retry)
         failures: list[str] = []
         while True:
             try:
