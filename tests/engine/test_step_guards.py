@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from conftest import HealFactory
-from helpers import Clock, PluginStub, alert, drive
+from helpers import Clock, PluginStub, alert, drive, policy_text
 
+from heal.demo.itsm import FakeITSM
 from heal.engine.interfaces import NodeCall, NodeFailed, NodeResult
 from heal.store import actions_repo, timeline_repo
 
@@ -176,3 +177,22 @@ async def test_cancelling_tells_the_plugin_of_the_current_step(
     async with heal.db.read() as connection:
         messages = [e["message"] for e in await timeline_repo.for_action(connection, 1)]
     assert messages[-1] == "execution of follow cancelled"
+
+
+@pytest.mark.usefixtures("itsm")
+async def test_an_http_node_marked_not_idempotent_is_not_sent_twice(
+    make_heal: HealFactory,
+    clock: Clock,
+    itsm: tuple[FakeITSM, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake, url = itsm
+    text = policy_text(url).replace(
+        "        name: Create ticket\n", "        name: Create ticket\n        idempotent: false\n"
+    )
+    heal = await make_heal(text, clock=clock)
+    await heal.ingest.ingest([alert()])
+    await _crash_after_the_run(heal, monkeypatch)
+    row = await drive(heal, clock, 1)
+    assert (row["status"], row["failure_type"]) == ("failure", "outcome_unknown")
+    assert len(fake.requests_to("/create_ticket/")) == 1
