@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from bench import common, distributed, ingest, latency, wakes
+from bench import common, distributed, executors, ingest, latency, wakes
 from bench._proc import install_sigterm, stop_all
 from bench.common import Result
 from bench.experiments import NAMES
@@ -46,6 +46,7 @@ HEADLINE = {
     "ingest/actions": ("alerts/s", True),
     "latency": ("p99 ms (from 202)", False),
     "wakes": ("wakes/s", True),
+    **{f"executors/{kind}": ("CPU ms/step", False) for kind in executors.SETUPS},
 }
 
 
@@ -55,7 +56,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["ingest", "latency", "wakes", "distributed"],
+        choices=["ingest", "latency", "wakes", "distributed", "executors"],
         help="repeatable",
     )
     parser.add_argument("--runs", type=int, help="runs per benchmark (default 2, quick 1)")
@@ -67,6 +68,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--latency-rate", type=float, default=200, help="alerts/s for latency (200)"
     )
+    parser.add_argument(
+        "--executor-actions", type=int, help="actions per executor type (200; quick 50)"
+    )
     parser.add_argument("--heal-workers", type=int, help="HEAL_WORKERS for heal (default 64)")
     parser.add_argument(
         "--experiment",
@@ -77,7 +81,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = {e for e in args.experiment.split(",") if e} - set(NAMES)
     if unknown:
         parser.error(f"unknown experiment(s): {', '.join(sorted(unknown))}")
-    args.only = args.only or ["ingest", "latency", "wakes", "distributed"]
+    args.only = args.only or ["ingest", "latency", "wakes", "distributed", "executors"]
+    args.executor_actions = args.executor_actions or (50 if args.quick else 200)
     args.runs = args.runs or (1 if args.quick else 2)
     args.wake_actions = args.wake_actions or (2000 if args.quick else 10_000)
     args.wake_interval = args.wake_interval or (1.0 if args.quick else 4.0)
@@ -134,6 +139,14 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Step]]:
                 ),
             )
         )
+    if "executors" in args.only:
+        for kind in executors.SETUPS:
+            steps.append(
+                (
+                    f"executors/{kind}",
+                    lambda run, k=kind: executors.run(k, run, actions=args.executor_actions),
+                )
+            )
     return steps
 
 
