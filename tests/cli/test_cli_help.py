@@ -185,3 +185,10 @@ def test_list_and_show_commands_print_json(tmp_path: Path, monkeypatch: pytest.M
     table = heal_cli("silences", "list", "--database-url", url).output
     assert "alertname=~Disk.*" in table
     assert "==~" not in table
+
+
+def test_a_mistyped_command_gets_a_suggestion() -> None:
+    result = heal_cli("incidnts", "list")
+    assert result.exit_code == 2
+    assert "No such command 'incidnts'. Did you mean 'incidents'?" in result.output
+    assert "Did you mean" not in heal_cli("frobnicate").output

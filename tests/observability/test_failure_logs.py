@@ -107,3 +107,16 @@ async def test_an_exception_escaping_a_wake_logs_one_line(
     assert "Traceback" in line["exception"]
     assert SECRET not in logs.text
     assert fake.tickets_created == 1
+
+
+async def test_a_cancel_logs_who_cancelled_and_why(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    heal = await make_heal(policy_text(itsm[1]), clock=clock)
+    await heal.ingest.ingest([alert()])
+    with captured_logs() as logs:
+        assert (await heal.engine.cancel(1, who="alice", reason="wrong service")).cancelled
+        assert not (await heal.engine.cancel(1, who="bob")).cancelled  # already ended
+    [line] = logs.lines("action cancelled")
+    assert (line["action_id"], line["rule"], line["by"]) == (1, "checkout-down", "alice")
+    assert line["reason"] == "wrong service"

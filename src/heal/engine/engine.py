@@ -368,6 +368,15 @@ class Engine:
         metrics.ACTION_STATUS.labels(
             ActionStatus.FAILURE.value, row["rule"], row["action_name"]
         ).inc()
+        log.warning(
+            "action cancelled",
+            action_id=action_id,
+            incident_id=state.incident_id,
+            rule=row["rule"],
+            action=state.name,
+            by=who,
+            reason=self.redact.text(reason) or None,
+        )
         await self._stop_remote_work(row, state)
         return CancelResult(True, ActionStatus.FAILURE)
 
