@@ -84,14 +84,14 @@ async def _link(
     from heal.store import users_repo
 
     for provider, external in links.items():
-        owner = await users_repo.chat_owner(connection, provider, external)
-        if owner is not None and owner["id"] != user["id"] and not force:
+        try:
+            await users_repo.link_chat(connection, int(user["id"]), provider, external, move=force)
+        except users_repo.IdentityTaken as taken:
             raise CliError(
-                f"{provider} identity {external} belongs to {owner['name']}",
+                str(taken),
                 hint=f"`heal users link {user['name']} --{provider} {external} --force` "
-                f"moves it from {owner['name']} to {user['name']}.",
-            )
-        await users_repo.link_chat(connection, int(user["id"]), provider, external)
+                f"moves it from {taken.owner} to {user['name']}.",
+            ) from None
 
 
 def _chat_links(telegram: str | None, slack: str | None) -> dict[str, str]:

@@ -123,27 +123,44 @@ async def chat_owner(
     return dict(row._mapping) if row else None
 
 
+class IdentityTaken(Exception):
+    """The chat identity is another user's; it moves only when asked to."""
+
+    def __init__(self, provider: str, external_id: str, owner: str) -> None:
+        super().__init__(f"{provider} identity {external_id} belongs to {owner}")
+        self.owner = owner
+
+
 async def link_chat(
-    connection: AsyncConnection, user_id: int, provider: str, external_id: str
+    connection: AsyncConnection,
+    user_id: int,
+    provider: str,
+    external_id: str,
+    *,
+    move: bool = False,
 ) -> None:
-    existing = (
-        await connection.execute(
-            select(chat_identities.c.id).where(
-                chat_identities.c.provider == provider, chat_identities.c.external_id == external_id
-            )
-        )
-    ).first()
-    if existing:
+    """Link a chat identity to a user. One linked to someone else is refused
+    (:class:`IdentityTaken`) unless ``move``: a chat button press must not silently start
+    signing as another person."""
+    owner = await chat_owner(connection, provider, external_id)
+    if owner is not None and owner["id"] == user_id:
+        return
+    if owner is not None and not move:
+        raise IdentityTaken(provider, external_id, owner["name"])
+    if owner is not None:
         await connection.execute(
             update(chat_identities)
-            .where(chat_identities.c.id == existing.id)
+            .where(
+                chat_identities.c.provider == provider,
+                chat_identities.c.external_id == external_id,
+            )
             .values(user_id=user_id)
         )
-    else:
-        await connection.execute(
-            insert(chat_identities),
-            [{"user_id": user_id, "provider": provider, "external_id": external_id}],
-        )
+        return
+    await connection.execute(
+        insert(chat_identities),
+        [{"user_id": user_id, "provider": provider, "external_id": external_id}],
+    )
 
 
 async def chat_identities_of(connection: AsyncConnection, user_id: int) -> list[dict[str, Any]]:
