@@ -136,7 +136,8 @@ def _unauthorized(fake: FakeSt2, request: Request) -> JSONResponse | None:
 
 def create_app(fake: FakeSt2) -> Starlette:
     async def record(request: Request, payload: dict[str, Any]) -> JSONResponse | None:
-        fake.calls.append(Call(f"{request.method} {request.url.path}", payload))
+        used = [h for h in ("St2-Api-Key", "X-Auth-Token") if h in request.headers]
+        fake.calls.append(Call(f"{request.method} {request.url.path}", {**payload, "_auth": used}))
         return _unauthorized(fake, request)
 
     async def executions(request: Request) -> JSONResponse:
