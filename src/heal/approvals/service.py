@@ -30,6 +30,7 @@ from heal.domain.timeline import EventKind, TimelineEntry
 from heal.engine.engine import utcnow
 from heal.engine.interfaces import WakeScheduler
 from heal.engine.machine import ActionState
+from heal.policy.plugins import parse_action
 from heal.store import (
     actions_repo,
     approvals_repo,
@@ -172,8 +173,9 @@ class ApprovalService:
                     {
                         "status": ActionStatus.RECEIVED.value,
                         "approval_expires_at": None,
-                        # from an ITSM approval ticket's node, if one was asking as well
-                        "current_node": action["config"]["action"]["nodes"][0]["function"],
+                        # from an ITSM approval ticket's node, if one was asking as well;
+                        # the first step of any type (an http action's first node)
+                        "current_node": first_step(action["config"]["action"]),
                         "poll": 0,
                         "attempt": 0,
                         "framework_errors": 0,
@@ -365,6 +367,11 @@ class ApprovalService:
                     continue
                 reason = f"its action had already ended {action['status']}"
                 await end_obsolete(connection, action, reason, now, self.redact)
+
+
+def first_step(snapshot: dict[str, Any]) -> str:
+    """The function of the first step of the action whose config snapshot this is."""
+    return parse_action(snapshot).steps[0].function
 
 
 def _entry(action: dict[str, Any], kind: EventKind, message: str, **data: Any) -> TimelineEntry:
