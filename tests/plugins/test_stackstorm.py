@@ -17,6 +17,8 @@ from fakes.st2 import FakeSt2, Plan, create_app
 from helpers import Clock, drive
 
 from heal.domain.alerts import Alert, AlertStatus, fingerprint_of
+from heal.policy.executors import StackStormAction
+from heal.policy.models import ActionBase
 from heal.store import actions_repo, timeline_repo
 
 KEY = "st2-key-123"
@@ -397,3 +399,11 @@ async def test_an_execution_of_the_same_st2_action_by_someone_else_is_not_adopte
     assert len(fake.posted()) == 3
     assert "adopted" not in row["outputs"]
     assert row["outputs"]["execution_id"] == fake.posted()[-1].id
+
+
+def test_every_stackstorm_key_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "executors.md").read_text()
+    section = doc[doc.index("## StackStorm") : doc.index("## Fallback")]
+    own = set(StackStormAction.model_fields) - set(ActionBase.model_fields) - {"type"}
+    keys = {"auth.type", "auth.secret", "fallback"} | (own - {"auth"})
+    assert [key for key in sorted(keys) if f"| `{key}` |" not in section] == []
