@@ -109,6 +109,8 @@ class FakeSt2(Recorder):
     )
     plans: dict[str, Plan] = field(default_factory=dict)
     executions: dict[str, Execution] = field(default_factory=dict)
+    # POSTs whose execution is created but whose answer is lost (a proxy's 502)
+    lose_answers: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _started: datetime = field(default_factory=lambda: datetime(2026, 1, 1, 12, tzinfo=UTC))
 
@@ -211,6 +213,9 @@ def create_app(fake: FakeSt2) -> Starlette:
             web_url=f"https://st2.example.com/#/history/{execution_id}/general",
         )
         fake.executions[execution_id] = execution
+        if fake.lose_answers > 0:
+            fake.lose_answers -= 1
+            return JSONResponse({"faultstring": "Bad Gateway"}, status_code=502)
         return JSONResponse(execution.as_api(), status_code=201)
 
     async def one(request: Request) -> JSONResponse:

@@ -407,3 +407,46 @@ def test_every_stackstorm_key_is_documented() -> None:
     own = set(StackStormAction.model_fields) - set(ActionBase.model_fields) - {"type"}
     keys = {"auth.type", "auth.secret", "fallback"} | (own - {"auth"})
     assert [key for key in sorted(keys) if f"| `{key}` |" not in section] == []
+
+
+async def test_a_retry_after_a_lost_answer_adopts_the_execution_st2_started(
+    make_heal: HealFactory, clock: Clock, st2: tuple[FakeSt2, str]
+) -> None:
+    fake, url = st2
+    fake.lose_answers = 1  # st2 started it, heal saw a 502
+    policy = POLICY.replace(
+        "    poll_interval: 2\n",
+        "    poll_interval: 2\n    failed_retry: {is_enabled: true, max_retry_times: 2}\n",
+    )
+    heal = await start(make_heal, clock, url, "interface down", policy=policy)
+    row = await drive(heal, clock, 1)
+    assert row["status"] == "success"
+    [execution] = fake.posted()
+    assert len(posts(fake)) == 1
+    assert (row["outputs"]["execution_id"], row["outputs"]["adopted"]) == (execution.id, True)
+    said = messages(await timeline(heal))
+    assert any("answered HTTP 502: Bad Gateway" in m for m in said)
+
+
+async def test_cancelling_after_a_crash_after_the_post_still_deletes_the_execution(
+    make_heal: HealFactory,
+    clock: Clock,
+    st2: tuple[FakeSt2, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake, url = st2
+    heal = await start(make_heal, clock, url, "interface down")
+
+    async def power_cut(*_args: Any, **_kwargs: Any) -> bool:
+        raise ConnectionError("power cut")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(actions_repo, "update_if_version", power_cut)
+        heal.engine.commit_retry = 0
+        with pytest.raises(ConnectionError):
+            await heal.engine.wake(1, 0)
+    # heal never stored the id; a person cancels before the next wake
+    assert (await heal.engine.cancel(1, who="alice")).cancelled
+    [execution] = fake.posted()
+    assert execution.status == "canceling"
+    assert messages(await timeline(heal))[-1] == f"st2 execution {execution.id} cancelled"
