@@ -11,7 +11,9 @@ from heal.approvals.service import ApprovalService
 from heal.domain.access import Scope
 from heal.domain.redaction import Redactor
 from heal.engine.engine import Engine
+from heal.engine.hooks import Hooks
 from heal.engine.interfaces import PluginContext
+from heal.ingest.fallback import FallbackHook
 from heal.ingest.service import IngestService
 from heal.notify.channels import ChatChannel
 from heal.notify.slack import SlackChannel
@@ -97,7 +99,9 @@ class Heal:
         plugins = PluginSet(PluginContext(lambda: holder.ruleset.policy, secrets, redact))
         channels = chat_channels(settings)
         approvals = ApprovalService(db, runtime, redact, announce_outcomes=bool(channels))
-        engine = Engine(db, runtime, plugins, secrets, hook=approvals, redact=redact)
+        fallbacks = FallbackHook(runtime, lambda: holder.ruleset, redact)
+        hooks = Hooks(approvals, fallbacks)
+        engine = Engine(db, runtime, plugins, secrets, hook=hooks, redact=redact)
         holder = cls(
             settings=settings,
             db=db,

@@ -44,6 +44,7 @@ _KIND_STYLES = {
     EventKind.STALE_RESULT.value: "dim",
     EventKind.WAKE_RECOVERED.value: "yellow",
     EventKind.COMMIT_RETRIED.value: "yellow",
+    EventKind.ACTION_FALLBACK.value: "magenta",
 }
 
 

@@ -17,6 +17,8 @@ class EventKind(StrEnum):
     ACTION_CREATED = "action.created"
     ACTION_JOINED = "action.joined"
     ACTION_STATUS = "action.status"
+    # An action failed and its ``fallback`` was started (or, with the reason, was not).
+    ACTION_FALLBACK = "action.fallback"
     NODE_STARTED = "node.started"
     NODE_FINISHED = "node.finished"
     NODE_FAILED = "node.failed"

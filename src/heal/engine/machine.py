@@ -222,6 +222,17 @@ def advance(
     if not finished and node.need_schedule:
         delay = node.poll_delay(state.poll)
         b.update(poll=state.poll + 1, next_poll_at=now + timedelta(seconds=delay))
+        # A wait is silent on the timeline, except when the step says its state changed
+        # (an st2 execution now waits on an inquiry): people see why it takes long.
+        reported = node_outputs.get("state")
+        if reported is not None and reported != state.outputs.get("state"):
+            b.event(
+                EventKind.NODE_LOG,
+                f"{node.name}: {reported}",
+                node=node.function,
+                poll=state.poll,
+                outputs=node_outputs,
+            )
         return b.done()
     asking = state.config.in_approval_phase(node.function)
     if finished and node.success_rule is not None and not holds(node.success_rule, node_outputs):

@@ -27,7 +27,7 @@ from heal.engine.engine import utcnow
 from heal.engine.interfaces import WakeScheduler
 from heal.observability import metrics
 from heal.observability.logging import get_logger
-from heal.policy.models import ActionBase, ApprovalRequirement, Rule
+from heal.policy.models import ActionBase, ApprovalRequirement, Policy, Rule
 from heal.policy.ruleset import RuleSet
 from heal.store import (
     actions_repo,
@@ -290,7 +290,17 @@ class IngestService:
                         silences = [
                             Silence.from_row(r) for r in await silences_repo.active(connection, now)
                         ]
-                    await self._gate(connection, row, config, ruleset, candidate, silences, now)
+                    await gate(
+                        connection,
+                        row,
+                        config,
+                        ruleset.policy,
+                        candidate.rule.name,
+                        candidate.action,
+                        candidate.item.alert.labels,
+                        silences,
+                        now,
+                    )
                 rows.append(row)
                 row_keys.append(key)
             action_ids = await actions_repo.insert_many(connection, rows)
@@ -316,9 +326,7 @@ class IngestService:
                     )
                 requirement_ = row.pop("_approval", None)
                 if requirement_ is not None:
-                    await self._request_approval(
-                        connection, row, action_id, requirement_, now, note
-                    )
+                    await request_approval(connection, row, action_id, requirement_, now, note)
                 if row["next_wake_at"] is not None:
                     await self.scheduler.schedule(connection, action_id, 0, row["next_wake_at"])
             for candidate, key in joiners:
@@ -360,103 +368,6 @@ class IngestService:
         report.incident_ids = sorted({i.incident_id for i in items if i.incident_id is not None})
         return report
 
-    async def _gate(
-        self,
-        connection: AsyncConnection,
-        row: dict[str, Any],
-        config: ActionBase,
-        ruleset: RuleSet,
-        candidate: _Candidate,
-        silences: list[Silence],
-        now: datetime,
-    ) -> None:
-        """Silenced (shield), auto-approved, waiting for approval, or simply received."""
-        labels = candidate.item.alert.labels
-        silence = next((s for s in silences if s.silences(labels)), None)
-        if silence is not None:
-            row.update(
-                status=ActionStatus.SHIELD.value,
-                finished_at=now,
-                next_poll_at=None,
-                next_wake_at=None,
-                inflight_key=None,
-                message=f"silenced by silence #{silence.id} ({silence.comment}, "
-                f"by {silence.created_by})",
-            )
-            row["_gate_note"] = f"action not run: {row['message']}"
-            return
-        needed = requirement(ruleset.policy, config)
-        if needed is None:
-            return
-        auto = await auto_approval(
-            connection, ruleset.policy, config, candidate.rule.name, candidate.action, labels, now
-        )
-        if auto is not None:
-            condition, reason = auto
-            row["_gate_note"] = f"auto-approved by condition {condition.name!r}: {reason}"
-            return
-        expires_at = expiry(needed, now)
-        row.update(
-            status=ActionStatus.WAITING.value,
-            next_poll_at=None,
-            approval_expires_at=expires_at,
-            next_wake_at=expires_at,
-        )
-        if config.approval_ticket is not None:  # ask through an ITSM ticket, right away
-            row.update(
-                current_node=config.approval_ticket.nodes[0].function,
-                next_poll_at=now,
-                next_wake_at=now,
-            )
-        row["_approval"] = needed
-        # Kept with the action: what the approval asked for, e.g. its on_resolve choice,
-        # must not change with a later policy reload.
-        row["config"] = {**row["config"], "approval": needed.model_dump(mode="json")}
-
-    async def _request_approval(
-        self,
-        connection: AsyncConnection,
-        row: dict[str, Any],
-        action_id: int,
-        needed: ApprovalRequirement,
-        now: datetime,
-        note: Callable[..., None],
-    ) -> None:
-        risk = row["config"]["action"].get("risk", "medium")
-        approval_id = await approvals_repo.insert_one(
-            connection,
-            {
-                "action_id": action_id,
-                "incident_id": row["incident_id"],
-                "status": ApprovalStatus.PENDING.value,
-                "risk": risk,
-                "required_signatures": needed.required_signatures,
-                "approver_groups": needed.approver_groups,
-                "requested_by": HEAL_REQUESTER,
-                "requested_at": now,
-                "expires_at": row["approval_expires_at"],
-            },
-        )
-        groups = f" from {', '.join(needed.approver_groups)}" if needed.approver_groups else ""
-        note(
-            row["incident_id"],
-            EventKind.ACTION_STATUS,
-            f"approval #{approval_id} requested: {needed.required_signatures} signature(s)"
-            f"{groups}, risk {risk}, expires {row['approval_expires_at']:%Y-%m-%d %H:%M:%S} UTC",
-            action_id=action_id,
-            status="waiting",
-            approval_id=approval_id,
-        )
-        await notifications_repo.enqueue(
-            connection,
-            incident_id=row["incident_id"],
-            kind="card",
-            text=f"{row['action_name']} (risk {risk}) awaits approval",
-            now=now,
-            approval_id=approval_id,
-            action_id=action_id,
-        )
-
     def _candidates(
         self, items: list[_Item], now: datetime, note: Callable[..., None]
     ) -> list[_Candidate]:
@@ -495,6 +406,103 @@ class IngestService:
                 )
                 candidates.extend(_Candidate(item, rule, ref.action, signal) for ref in refs)
         return candidates
+
+
+async def gate(
+    connection: AsyncConnection,
+    row: dict[str, Any],
+    config: ActionBase,
+    policy: Policy,
+    rule: str,
+    action: str,
+    labels: dict[str, str],
+    silences: list[Silence],
+    now: datetime,
+) -> None:
+    """A new action's row: silenced (shield), auto-approved, waiting for approval, or
+    simply received (also for a fallback, ``heal.ingest.fallback``)."""
+    silence = next((s for s in silences if s.silences(labels)), None)
+    if silence is not None:
+        row.update(
+            status=ActionStatus.SHIELD.value,
+            finished_at=now,
+            next_poll_at=None,
+            next_wake_at=None,
+            inflight_key=None,
+            message=f"silenced by silence #{silence.id} ({silence.comment}, "
+            f"by {silence.created_by})",
+        )
+        row["_gate_note"] = f"action not run: {row['message']}"
+        return
+    needed = requirement(policy, config)
+    if needed is None:
+        return
+    auto = await auto_approval(connection, policy, config, rule, action, labels, now)
+    if auto is not None:
+        condition, reason = auto
+        row["_gate_note"] = f"auto-approved by condition {condition.name!r}: {reason}"
+        return
+    expires_at = expiry(needed, now)
+    row.update(
+        status=ActionStatus.WAITING.value,
+        next_poll_at=None,
+        approval_expires_at=expires_at,
+        next_wake_at=expires_at,
+    )
+    if config.approval_ticket is not None:  # ask through an ITSM ticket, right away
+        row.update(
+            current_node=config.approval_ticket.nodes[0].function,
+            next_poll_at=now,
+            next_wake_at=now,
+        )
+    row["_approval"] = needed
+    # Kept with the action: what the approval asked for, e.g. its on_resolve choice,
+    # must not change with a later policy reload.
+    row["config"] = {**row["config"], "approval": needed.model_dump(mode="json")}
+
+
+async def request_approval(
+    connection: AsyncConnection,
+    row: dict[str, Any],
+    action_id: int,
+    needed: ApprovalRequirement,
+    now: datetime,
+    note: Callable[..., None],
+) -> None:
+    risk = row["config"]["action"].get("risk", "medium")
+    approval_id = await approvals_repo.insert_one(
+        connection,
+        {
+            "action_id": action_id,
+            "incident_id": row["incident_id"],
+            "status": ApprovalStatus.PENDING.value,
+            "risk": risk,
+            "required_signatures": needed.required_signatures,
+            "approver_groups": needed.approver_groups,
+            "requested_by": HEAL_REQUESTER,
+            "requested_at": now,
+            "expires_at": row["approval_expires_at"],
+        },
+    )
+    groups = f" from {', '.join(needed.approver_groups)}" if needed.approver_groups else ""
+    note(
+        row["incident_id"],
+        EventKind.ACTION_STATUS,
+        f"approval #{approval_id} requested: {needed.required_signatures} signature(s)"
+        f"{groups}, risk {risk}, expires {row['approval_expires_at']:%Y-%m-%d %H:%M:%S} UTC",
+        action_id=action_id,
+        status="waiting",
+        approval_id=approval_id,
+    )
+    await notifications_repo.enqueue(
+        connection,
+        incident_id=row["incident_id"],
+        kind="card",
+        text=f"{row['action_name']} (risk {risk}) awaits approval",
+        now=now,
+        approval_id=approval_id,
+        action_id=action_id,
+    )
 
 
 def _collapse(batch: list[Alert]) -> list[Alert]:

@@ -1,0 +1,211 @@
+"""``fallback: <action>``: when an action fails for good, its fallback runs next.
+
+A :class:`~heal.engine.interfaces.TransitionHook`: the fallback's action row, its
+approval and its first wake are written inside the transaction that commits the failure,
+so a crash can lose neither (nor start it twice). The fallback is a new action of the
+same incident and rule, built from the failed action's alert and incident snapshot and
+the policy in force, and it goes through the same gate as any new action (silences,
+approval). It is not started when a person cancelled the action (``user_abort``), nor
+when whether the action ran is unknown (``outcome_unknown``): a person must look first.
+A chain of fallbacks never runs the same action twice (A -> B -> A stops before A).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from heal.approvals.gate import Silence
+from heal.domain.actions import ActionStatus, FailureType, Signal
+from heal.domain.redaction import Redactor
+from heal.domain.timeline import EventKind
+from heal.engine.create import inflight_key, new_action_row
+from heal.engine.interfaces import WakeScheduler
+from heal.engine.machine import ActionState
+from heal.ingest.service import gate, request_approval
+from heal.policy.ruleset import RuleSet
+from heal.store import actions_repo, silences_repo, timeline_repo
+
+# Failures a fallback answers; the others need a person (see the module's docstring).
+FALLS_BACK = frozenset(
+    {
+        FailureType.EXECUTE_FAILURE,
+        FailureType.TIMEOUT,
+        FailureType.FRAMEWORK_CODE_FAILURE,
+        FailureType.CALLBACK_FAILURE,
+    }
+)
+_WHY_NOT = {
+    FailureType.USER_ABORT: "it was cancelled",
+    FailureType.OUTCOME_UNKNOWN: "whether it ran is unknown; a person must look first",
+}
+
+
+class FallbackHook:
+    def __init__(
+        self,
+        scheduler: WakeScheduler,
+        rules: Callable[[], RuleSet],
+        redact: Redactor | None = None,
+    ) -> None:
+        self.scheduler = scheduler
+        self.rules = rules
+        self.redact = redact or Redactor()
+
+    async def on_transition(
+        self,
+        connection: AsyncConnection,
+        before: dict[str, Any],
+        after: ActionState,
+        now: datetime,
+    ) -> None:
+        fallback = after.config.fallback
+        if (
+            fallback is None
+            or after.status is not ActionStatus.FAILURE
+            or before["status"] == ActionStatus.FAILURE.value
+        ):
+            return
+        notes = _Notes(before["incident_id"], now)
+        try:
+            await self._fall_back(connection, before, after, fallback, notes)
+        finally:
+            await timeline_repo.append_rows(connection, notes.rows, self.redact)
+
+    async def _fall_back(
+        self,
+        connection: AsyncConnection,
+        before: dict[str, Any],
+        after: ActionState,
+        fallback: str,
+        notes: _Notes,
+    ) -> None:
+        failed = before["action_name"]
+        failure = after.failure_type
+        if failure not in FALLS_BACK:
+            ended = failure.value if failure else "failure"
+            why = (_WHY_NOT.get(failure) if failure else None) or f"it ended {ended}"
+            notes.add(
+                before["id"],
+                f"{failed} failed; fallback {fallback} not run: {why}",
+                fallback=fallback,
+            )
+            return
+        context = before["context"] or {}
+        chain = list((context.get("fallback") or {}).get("chain") or [failed])
+        if fallback in chain:
+            notes.add(
+                before["id"],
+                f"{failed} failed; fallback {fallback} not run: it already ran in this chain "
+                f"({' -> '.join([*chain, fallback])})",
+                fallback=fallback,
+                chain=chain,
+            )
+            return
+        policy = self.rules().policy
+        config = policy.actions.get(fallback)
+        if config is None:
+            notes.add(
+                before["id"],
+                f"{failed} failed; fallback {fallback} not run: the policy no longer defines it",
+                fallback=fallback,
+            )
+            return
+        key = inflight_key(before["incident_id"], before["rule"], fallback)
+        running = (await actions_repo.in_flight(connection, [key])).get(key)
+        if running is not None:
+            notes.add(
+                before["id"],
+                f"{failed} failed; fallback {fallback} is already in flight (#{running})",
+                fallback=fallback,
+                fallback_action_id=running,
+            )
+            return
+        alert = context.get("alert") or {}
+        row = new_action_row(
+            incident_id=before["incident_id"],
+            alert_id=before["alert_id"],
+            rule=before["rule"],
+            action_name=fallback,
+            config=config,
+            signal=Signal(before["signal"]),
+            alert=alert,
+            incident=context.get("incident") or {},
+            settings=policy.settings,
+            now=notes.now,
+        )
+        row["context"]["fallback"] = {"of": before["id"], "chain": [*chain, fallback]}
+        if row["status"] == ActionStatus.RECEIVED.value:
+            silences = [
+                Silence.from_row(r) for r in await silences_repo.active(connection, notes.now)
+            ]
+            labels = alert.get("labels") or {}
+            await gate(
+                connection, row, config, policy, row["rule"], fallback, labels, silences, notes.now
+            )
+        [action_id] = await actions_repo.insert_many(connection, [row])
+        notes.add(
+            before["id"],
+            f"{failed} failed; running fallback {fallback}",
+            fallback=fallback,
+            fallback_action_id=action_id,
+            chain=[*chain, fallback],
+        )
+        notes.add(
+            action_id,
+            f"action {fallback!r} created by rule {row['rule']!r} as the fallback of "
+            f"{failed!r} (#{before['id']})" + (f": {row['message']}" if row.get("message") else ""),
+            EventKind.ACTION_CREATED,
+            status=row["status"],
+            signal=row["signal"],
+            fallback_of=before["id"],
+        )
+        gate_note = row.pop("_gate_note", None)
+        if gate_note:
+            notes.add(action_id, gate_note, EventKind.ACTION_STATUS, status=row["status"])
+        needed = row.pop("_approval", None)
+        if needed is not None:
+            await request_approval(connection, row, action_id, needed, notes.now, notes.note)
+        if row["next_wake_at"] is not None:
+            # The embedded runtime finds it at its next idle look (about a second).
+            await self.scheduler.schedule(connection, action_id, 0, row["next_wake_at"])
+
+
+class _Notes:
+    """Timeline rows written together at the end (the ingest's row format)."""
+
+    def __init__(self, incident_id: int, now: datetime) -> None:
+        self.incident_id = incident_id
+        self.now = now
+        self.rows: list[dict[str, Any]] = []
+
+    def note(
+        self,
+        incident_id: int | None,
+        kind: EventKind,
+        message: str,
+        action_id: int | None = None,
+        **data: Any,
+    ) -> None:
+        self.rows.append(
+            {
+                "incident_id": incident_id,
+                "action_id": action_id,
+                "at": self.now,
+                "kind": kind.value,
+                "message": message,
+                "data": data,
+            }
+        )
+
+    def add(
+        self,
+        action_id: int,
+        message: str,
+        kind: EventKind = EventKind.ACTION_FALLBACK,
+        **data: Any,
+    ) -> None:
+        self.note(self.incident_id, kind, message, action_id, **data)
