@@ -129,6 +129,9 @@ class KubernetesAction(ActionBase):
                 function="apply",
                 name=self.operation,
                 next_function="wait" if self.wait else None,
+                # What was done, in words: "rolled back to revision 2", or why nothing was.
+                need_insert_log=True,
+                log_template="{{ result }}",
             ),
         ]
         if self.wait is not None:
