@@ -28,7 +28,13 @@ from k8s_cluster import (
     set_image,
 )
 from lightkube import Client
-from lightkube.resources.apps_v1 import ControllerRevision, Deployment, ReplicaSet, StatefulSet
+from lightkube.resources.apps_v1 import (
+    ControllerRevision,
+    DaemonSet,
+    Deployment,
+    ReplicaSet,
+    StatefulSet,
+)
 from lightkube.resources.core_v1 import ResourceQuota
 from lightkube.types import PatchType
 
@@ -522,6 +528,32 @@ async def test_a_statefulset_rolls_back_through_its_controller_revisions(
     assert revisions == [2, 3]  # revision 1's data became revision 3
     assert (row["outputs"]["from_revision"], row["outputs"]["to_revision"]) == (2, 1)
     assert row["outputs"]["after"] == {**row["outputs"]["after"], "revision": 3}
+
+
+async def test_a_daemonset_rolls_back_through_its_controller_revisions(
+    make_heal: HealFactory, cluster: Cluster, admin: Client
+) -> None:
+    ns = namespace(admin)
+    template = pod_template("agent", "a:1")
+    # No node lifecycle controller runs here to lift the stand-in node's not-ready taint,
+    # which Deployments' pods ignore but a DaemonSet's are kept off by.
+    not_ready = {"key": "node.kubernetes.io/not-ready", "operator": "Exists"}
+    template["spec"]["tolerations"] = [{**not_ready, "effect": "NoSchedule"}]
+    spec = {"selector": {"matchLabels": {"app": "agent"}}, "template": template}
+    admin.create(build(DaemonSet, {"metadata": {"name": "agent", "namespace": ns}, "spec": spec}))
+    await rolled_out(admin, DaemonSet, ns, "agent")
+    set_image(admin, DaemonSet, ns, "agent", "a:2")
+    await rolled_out(admin, DaemonSet, ns, "agent")
+    action = ROLLBACK.replace("KIND", "DaemonSet") + "to_revision: 1\n"
+    heal = await _start(make_heal, cluster, action, namespace=ns, deployment="agent")
+
+    row = await _run(heal)
+
+    assert row["status"] == "success", row["message"]
+    assert _images(get(admin, DaemonSet, ns, "agent")) == ["a:1"]
+    assert row["outputs"]["before"]["images"] == {"app": "a:2"}
+    assert row["outputs"]["after"]["images"] == {"app": "a:1"}
+    assert row["outputs"]["after"]["revision"] == 3
 
 
 # -- wait -----------------------------------------------------------------------------------

@@ -289,7 +289,12 @@ async def apply(
 ) -> dict[str, Any]:
     """The apply step: the dry run's request, sent for real (the same one, if re-sent)."""
     if learned.get("nothing_to_do"):
-        return {"applied": False, "result": learned.get("result", "nothing to do")}
+        # The wait that follows still looks, and times out from now.
+        return {
+            "applied": False,
+            "applied_at": now().isoformat(),
+            "result": learned.get("result", "nothing to do"),
+        }
     request = learned.get("request")
     if not isinstance(request, Mapping) or digest(request) != learned.get("request_digest"):
         # The stored request is not the one dry-run (e.g. a secret's value in it was
