@@ -165,3 +165,12 @@ def test_an_operation_is_a_valid_kubernetes_action(line: str) -> None:
         assert action.replicas == operation.replicas
         assert action.bounds is not None
         assert (action.bounds.min, action.bounds.max) == (operation.replicas,) * 2
+
+
+def test_a_wait_longer_than_the_action_may_run_is_refused() -> None:
+    fields = parse("kubectl rollout restart deployment/checkout -n shop").action_fields()
+    with pytest.raises(ValueError, match=r"wait.timeout \(900 s\) must be shorter"):
+        KubernetesAction.model_validate({**fields, "wait": {"timeout": 900}})
+    action = KubernetesAction.model_validate({**fields, "wait": {"timeout": 900}, "timeout": 1200})
+    assert action.wait is not None
+    assert action.wait.timeout == 900
