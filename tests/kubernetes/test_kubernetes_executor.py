@@ -341,6 +341,17 @@ async def test_a_name_that_is_not_a_kubernetes_name_is_refused(
     assert "'../../secrets' is not a valid name" in row["message"]
 
 
+async def test_a_cluster_whose_kubeconfig_cannot_be_read_fails_saying_so(
+    make_heal: HealFactory, cluster: Cluster
+) -> None:
+    action = RESTART + "cluster: nowhere\n"
+    heal = await _start(make_heal, cluster, action, namespace="t-allowed", deployment="x")
+    row = await _run(heal)
+    assert row["status"] == "failure"
+    assert "cluster 'nowhere': its configuration cannot be used" in row["message"]
+    assert "/nonexistent/kubeconfig" in row["message"]
+
+
 # -- scale ----------------------------------------------------------------------------------
 SCALE = """
 type: kubernetes
@@ -371,6 +382,23 @@ async def test_scale_renders_from_the_current_count_within_bounds_and_waits(
     assert _finished(entries, "dry_run")[0]["data"]["outputs"]["before"]["replicas"] == 2
     assert _finished(entries, "wait")[0]["data"]["outputs"]["after"]["replicas"] == 4
     assert any(e["message"] == f"Deployment {ns}/checkout scaled from 2 to 4" for e in entries)
+
+
+async def test_a_statefulset_scales_through_its_scale_subresource(
+    make_heal: HealFactory, cluster: Cluster, admin: Client
+) -> None:
+    ns = namespace(admin)
+    _statefulset(admin, ns, "checkout", "db:1")
+    await rolled_out(admin, StatefulSet, ns, "checkout")
+    action = SCALE.replace("REPLICAS", "3").replace("kind: Deployment", "kind: StatefulSet")
+    heal = await _start(make_heal, cluster, action, namespace=ns)
+
+    row = await _run(heal)
+
+    assert row["status"] == "success", row["message"]
+    sts = get(admin, StatefulSet, ns, "checkout")
+    assert (sts["spec"]["replicas"], sts["status"]["readyReplicas"]) == (3, 3)
+    assert row["outputs"]["after"]["replicas"] == 3
 
 
 async def test_a_scale_outside_its_bounds_fails_and_nothing_is_applied(

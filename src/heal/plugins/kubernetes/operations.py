@@ -234,7 +234,9 @@ async def _rollback_deployment(
             annotations[key] = value
     body = [
         {"op": "replace", "path": "/spec/template", "value": template},
-        {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+        # add, not kubectl's replace: the same where annotations exist, and it also works
+        # on a Deployment that has none yet.
+        {"op": "add", "path": "/metadata/annotations", "value": annotations},
     ]
     return {
         "from_revision": current,
