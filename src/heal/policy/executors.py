@@ -110,6 +110,12 @@ class KubernetesAction(ActionBase):
             raise ValueError(f"to_revision is for operation rollback, not {self.operation}")
         if self.operation == "scale" and self.target.kind == "DaemonSet":
             raise ValueError("a DaemonSet has no replicas to scale")
+        if self.wait is not None and self.wait.timeout >= self.timeout:
+            # The action's own timeout would end the wait first, with a vaguer message.
+            raise ValueError(
+                f"wait.timeout ({self.wait.timeout} s) must be shorter than the action's "
+                f"timeout ({self.timeout} s): raise timeout too"
+            )
         return self
 
     @field_validator("replicas")
@@ -129,6 +135,9 @@ class KubernetesAction(ActionBase):
                 function="apply",
                 name=self.operation,
                 next_function="wait" if self.wait else None,
+                # What was done, in words: "rolled back to revision 2", or why nothing was.
+                need_insert_log=True,
+                log_template="{{ result }}",
             ),
         ]
         if self.wait is not None:
