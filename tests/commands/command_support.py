@@ -10,21 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import HealFactory
 from helpers import Clock, alert, drive
 
 from heal.app import Heal
 from heal.domain.alerts import Alert
 from heal.store import timeline_repo
-
-
-@pytest.fixture
-def backend(sqlite_url: str) -> tuple[str, str]:
-    """The command plugins' tests run on SQLite (import this fixture): the engine's
-    guarantees are tested on every backend elsewhere."""
-    return sqlite_url, "embedded"
-
 
 RULE = """
 rules:
@@ -88,6 +79,28 @@ def alive(pid: int) -> bool:
         return "State:\tZ" not in status.read_text()
     except FileNotFoundError:
         return False
+
+
+def running(argv: list[str]) -> list[int]:
+    """The pids of the processes whose command line is exactly ``argv``."""
+    wanted = "\0".join(argv) + "\0"
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.read_text(errors="replace") == wanted:
+                found.append(int(cmdline.parent.name))
+        except OSError:  # it ended meanwhile
+            continue
+    return found
+
+
+def none_running_soon(argv: list[str], within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not running(argv):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def gone_soon(pid: int, within: float = 10.0) -> bool:

@@ -1,15 +1,22 @@
-"""A real OpenSSH server for the ssh plugin's tests (import the ``sshd`` fixture).
+"""A real OpenSSH server for the ssh plugin's tests (``running_sshd``, for a fixture).
 
-sshd runs in the foreground on a free port of 127.0.0.1 as the current user, with its
-own host key, key authentication only, and a log the tests read.
+sshd runs in the foreground on a free port of 127.0.0.1 with its own host key, key
+authentication only, and a log the tests read. Commands log in as an ordinary user:
+sshd delivers the signals of a timeout only to sessions that are not root's (a root
+session has no privilege-separated child). Under root the fixture creates that user
+(``heal-ssh-test``, a system user without a home); otherwise sshd runs as, and logs in,
+the current user.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
+import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,12 +26,16 @@ import pytest
 
 SSHD = Path("/usr/sbin/sshd")
 KEYGEN = shutil.which("ssh-keygen")
+TEST_USER = "heal-ssh-test"
+USERADD, USERMOD = "/usr/sbin/useradd", "/usr/sbin/usermod"
 
 
 @dataclass(frozen=True, slots=True)
 class SshServer:
     host: str
     port: int
+    username: str
+    """A user who may log in with ``client_key`` (not root)."""
     root: Path
     known_hosts: Path
     """A known_hosts file with this server's host key."""
@@ -39,6 +50,13 @@ class SshServer:
     def accepted_logins(self) -> int:
         return self.log.read_text(errors="replace").count("Accepted publickey")
 
+    def scratch(self, name: str) -> Path:
+        """A directory the remote user may write to."""
+        path = self.root / "scratch" / name
+        path.mkdir(parents=True)
+        path.chmod(0o777)
+        return path
+
 
 def _keygen(path: Path) -> None:
     assert KEYGEN is not None
@@ -46,6 +64,20 @@ def _keygen(path: Path) -> None:
         [KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)],
         check=True,
     )
+
+
+def _login_user() -> str:
+    if os.geteuid() != 0:
+        return getpass.getuser()
+    try:
+        pwd.getpwnam(TEST_USER)
+    except KeyError:
+        useradd = [USERADD, "--system", "--no-create-home", "--home-dir", "/tmp"]
+        subprocess.run([*useradd, "--shell", "/bin/sh", TEST_USER], check=True)
+    # No password at all, rather than useradd's "!": sshd refuses a locked account even
+    # for key logins.
+    subprocess.run([USERMOD, "--password", "*", TEST_USER], check=True)
+    return TEST_USER
 
 
 def _free_port() -> int:
@@ -69,16 +101,29 @@ def _wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> N
     pytest.fail(f"sshd did not listen on {port}:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+def running_sshd() -> Iterator[SshServer]:
+    """Yields the running server, and stops it (skips the test if sshd is missing)."""
     if not SSHD.is_file() or KEYGEN is None:
         pytest.skip("OpenSSH's sshd is not installed (apt-get install -y openssh-server)")
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege separation dir
-    root = tmp_path_factory.mktemp("sshd")
+    username = _login_user()
+    # Not under pytest's tmp dir: the login user must read authorized_keys and write
+    # the scratch directories.
+    root = Path(tempfile.mkdtemp(prefix="heal-sshd-"))
+    root.chmod(0o755)
+    try:
+        yield from _serve(root, username)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _serve(root: Path, username: str) -> Iterator[SshServer]:
     for name in ("host_key", "other_host_key", "client_key", "other_key"):
         _keygen(root / name)
-    (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
+    authorized = root / "authorized_keys"
+    authorized.write_text((root / "client_key.pub").read_text())
+    authorized.chmod(0o644)
     port = _free_port()
     config = root / "sshd_config"
     config.write_text(
@@ -86,7 +131,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
 ListenAddress 127.0.0.1
 HostKey {root}/host_key
 PidFile {root}/sshd.pid
-AuthorizedKeysFile {root}/authorized_keys
+AuthorizedKeysFile {authorized}
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -110,6 +155,7 @@ LogLevel VERBOSE
         yield SshServer(
             host="127.0.0.1",
             port=port,
+            username=username,
             root=root,
             known_hosts=known_hosts,
             client_key=(root / "client_key").read_text(),

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from command_support import (
-    backend,  # noqa: F401
     everything_stored,
     gone_soon,
     policy,
@@ -27,6 +26,12 @@ from heal.policy.executors import LocalAction
 
 PY = sys.executable
 ARGV = "import sys, json; print(json.dumps(sys.argv[1:]))"
+
+
+@pytest.fixture
+def backend(sqlite_url: str) -> tuple[str, str]:
+    """SQLite is enough here: the engine's guarantees are tested on every backend."""
+    return sqlite_url, "embedded"
 
 
 def local(command: str, **keys: str) -> str:

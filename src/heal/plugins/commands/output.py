@@ -109,6 +109,8 @@ class Outcome:
     duration_ms: int
     signal: str | None = None
     killed_after: float | None = None
+    ended: bool = True
+    """False when the command may still run: the remote end never reported its end."""
 
     def outputs(self, **extra: Any) -> dict[str, Any]:
         outputs: dict[str, Any] = {

@@ -37,6 +37,9 @@ from heal.policy.models import Policy, SshSettings
 
 # Seconds between TERM and KILL, and after KILL for the remote end to confirm.
 KILL_GRACE = 5.0
+# Seconds to wait for the server to report the end of a command sent KILL, and again
+# after closing its channel.
+CONFIRM_GRACE = 2.0
 # Seconds the output is still read after the remote command exited.
 DRAIN_GRACE = 2.0
 # Dead connections are noticed while a long command runs, not only at its timeout.
@@ -59,11 +62,13 @@ class SshPlugin:
         pool: ConnectionPool | None = None,
         kill_grace: float = KILL_GRACE,
         drain_grace: float = DRAIN_GRACE,
+        confirm_grace: float = CONFIRM_GRACE,
     ) -> None:
         self._policy = policy
         self.pool = pool or ConnectionPool()
         self.kill_grace = kill_grace
         self.drain_grace = drain_grace
+        self.confirm_grace = confirm_grace
         self._keys: dict[str, tuple[str, asyncssh.SSHKey]] = {}
         self._running: dict[int, _Run] = {}
 
@@ -109,13 +114,12 @@ class SshPlugin:
         finally:
             self.pool.release(lease)
         outputs = outcome.outputs(host=host)
-        if outcome.exit_code is None and outcome.signal is None and outcome.killed_after is None:
+        if not outcome.ended:
             raise NodeFailed(
-                f"the connection to {where} was lost while the command ran; whether it "
-                "finished is unknown",
+                _unconfirmed(outcome, where),
                 inputs=inputs,
                 outputs=outputs,
-                # Running it again is only safe if the policy says so.
+                # Running it again while it may still run is only safe if the policy says so.
                 permanent=not config.idempotent,
             )
         check_outcome(outcome, config, inputs, outputs)
@@ -253,19 +257,23 @@ class SshPlugin:
             duration_ms=round((time.monotonic() - began) * 1000),
             signal=exit_signal[0] if exit_signal else None,
             killed_after=killed_after,
+            # Neither an exit status nor a signal: the connection dropped, or the server
+            # ignored the signals and the channel was closed on it.
+            ended=process.exit_status is not None or exit_signal is not None,
         )
 
     async def _stop(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
         """TERM, KILL after the grace, then close the channel whatever the server did."""
-        for signal_name in ("TERM", "KILL"):
+        for signal_name, wait in (("TERM", self.kill_grace), ("KILL", self.confirm_grace)):
             _send(process, signal_name)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.kill_grace):
+                async with asyncio.timeout(wait):
                     await process.wait_closed()
-                    return
+            if process.exit_status is not None or process.exit_signal is not None:
+                return
         process.close()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.kill_grace):
+            async with asyncio.timeout(self.confirm_grace):
                 await process.wait_closed()
 
 
@@ -311,6 +319,18 @@ async def _closed_within(
         closed.cancel()
         stopped.cancel()
     return closed.done() and not closed.cancelled() and not stop.is_set()
+
+
+def _unconfirmed(outcome: Outcome, where: str) -> str:
+    if outcome.killed_after is not None:
+        return (
+            f"killed after {outcome.killed_after:g} s (timeout), but {where} did not report "
+            "the command's end: it may still be running (sshd signals only sessions that "
+            "are not root's, from OpenSSH 7.9)"
+        )
+    return (
+        f"the connection to {where} was lost while the command ran; whether it finished is unknown"
+    )
 
 
 def _send(process: asyncssh.SSHClientProcess[bytes], signal_name: str) -> None:
