@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,9 @@ from command_support import (
     policy,
     run,
     running,
+    start,
     timeline,
+    wait_for_file,
 )
 from conftest import HealFactory
 from helpers import Clock, drive
@@ -336,3 +339,88 @@ async def test_a_kill_the_host_does_not_confirm_is_reported_as_possibly_still_ru
         "command's end: it may still be running"
     )
     assert failed.value.permanent  # not idempotent: not run again while it may run
+
+
+async def test_a_host_that_refuses_the_connection_is_worth_a_retry(sshd: SshServer) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    plugin = _plugin(sshd)
+    call = _call(sshd, ["/bin/true"], port=closed_port)
+    with pytest.raises(NodeFailed) as failed:
+        await plugin.run_node(call)
+    assert not failed.value.permanent
+    assert failed.value.message.startswith(
+        f"cannot connect to {sshd.username}@{sshd.host}:{closed_port}: "
+    )
+
+
+async def test_a_pooled_connection_the_server_dropped_is_replaced(sshd: SshServer) -> None:
+    plugin = _plugin(sshd)
+    try:
+        await plugin.run_node(_call(sshd, ["/bin/echo", "one"]))
+        for pid in _session_processes(sshd.username):  # the server side of the connection
+            os.kill(pid, signal.SIGTERM)
+        target = Target(sshd.host, sshd.port, sshd.username, "deploy_key")
+        deadline = asyncio.get_running_loop().time() + 10
+        while plugin.pool.connections(target) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        second = await plugin.run_node(_call(sshd, ["/bin/echo", "two"]))
+        assert second.outputs["stdout"] == "two\n"
+        assert plugin.pool.opened == 2
+    finally:
+        await plugin.aclose()
+
+
+def _session_processes(username: str) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_text(errors="replace")
+        except OSError:
+            continue
+        if text.startswith(f"sshd: {username}"):
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+async def test_cancelling_the_action_stops_its_remote_command(
+    make_heal: HealFactory, clock: Clock, sshd: SshServer, tmp: Path
+) -> None:
+    script = f"echo $$ > {tmp}/pid; sleep 39.5"
+    text = ssh_policy(sshd, f'[/bin/sh, -c, "{script}"]')
+    heal = await start(make_heal, clock, text, environ=environ(sshd), labels=labels(sshd))
+    wake = asyncio.create_task(heal.engine.wake(1, 0))
+    pid = int(await wait_for_file(tmp / "pid"))
+    result = await heal.engine.cancel(1, who="tester")
+    await wake
+    assert result.cancelled
+    assert gone_soon(pid)
+    assert none_running_soon(["sleep", "39.5"])
+    messages = [e["message"] for e in await timeline(heal)]
+    assert "stopping the ssh command: TERM, then KILL after 5 s" in messages
+
+
+@pytest.mark.parametrize("idempotent", [False, True])
+async def test_after_heal_died_mid_run_the_remote_command_runs_again_only_if_idempotent(
+    make_heal: HealFactory, clock: Clock, sshd: SshServer, tmp: Path, idempotent: bool
+) -> None:
+    runs = tmp / "runs"
+    script = f"echo $$ >> {runs}; if [ $(wc -l < {runs}) -eq 1 ]; then sleep 40.5; fi; echo done"
+    text = ssh_policy(sshd, f'[/bin/sh, -c, "{script}"]', idempotent=str(idempotent).lower())
+    heal = await start(make_heal, clock, text, environ=environ(sshd), labels=labels(sshd))
+    wake = asyncio.create_task(heal.engine.wake(1, 0))
+    first = int((await wait_for_file(runs)).split()[0])
+    wake.cancel()  # heal stops while the command runs
+    with pytest.raises(asyncio.CancelledError):
+        await wake
+    assert gone_soon(first)  # KILL was sent as the wake went
+
+    row = await drive(heal, clock, 1)  # the restarted heal
+
+    if idempotent:
+        assert (row["status"], row["outputs"]["stdout"]) == ("success", "done\n")
+        assert len(runs.read_text().split()) == 2
+    else:
+        assert (row["status"], row["failure_type"]) == ("failure", "outcome_unknown")
+        assert len(runs.read_text().split()) == 1
