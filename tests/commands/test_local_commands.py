@@ -234,3 +234,23 @@ async def test_cancelling_the_action_stops_its_command(
     assert gone_soon(int(first.split()[0]))
     messages = [e["message"] for e in await timeline(heal)]
     assert any(m.startswith("stopping the local command (process group") for m in messages)
+
+
+async def test_a_secret_cut_by_the_output_limit_is_not_kept_in_part(
+    make_heal: HealFactory, clock: Clock, tmp_path: Path
+) -> None:
+    secret = "s3cr3t-value-of-the-api"
+    # The secret straddles byte 65536 of stdout, and the start of the 500 bytes of stderr
+    # a failure's message quotes.
+    (tmp_path / "out").write_text("o" * (65536 - 6) + secret + "\n")
+    (tmp_path / "err").write_text("e" * 70000 + secret + "y" * 480 + " disk full\n")
+    script = f"cat {tmp_path}/out; cat {tmp_path}/err >&2; exit 1"
+    text = policy(
+        local(f'[/bin/sh, -c, "{script}"]'), extra="secrets:\n  api: {env: HEAL_TEST_API}\n"
+    )
+    heal, row = await run(make_heal, clock, text, environ={"HEAL_TEST_API": secret})
+    stdout = row["outputs"]["stdout"]
+    assert stdout.startswith("o" * (65536 - 6) + "\n[output truncated: first 65530 of ")
+    stored = everything_stored(row, await timeline(heal))
+    assert secret[:6] not in stored
+    assert row["message"].endswith("; stderr: …" + "y" * 480 + " disk full")

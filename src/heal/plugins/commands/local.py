@@ -23,6 +23,7 @@ from heal.plugins.commands.output import (
     capture,
     check_outcome,
     command_config,
+    cut_secret_edges,
     finish_reading,
     kill_seconds,
     render_argv,
@@ -133,6 +134,8 @@ class LocalPlugin:
         finally:
             if self._running.get(call.action_id) is run:
                 del self._running[call.action_id]
+        for captured in (stdout, stderr):
+            cut_secret_edges(captured, call.secrets.values())
         code = process.returncode
         return Outcome(
             exit_code=code if code is not None and code >= 0 else None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -20,7 +20,8 @@ OUTPUT_LIMIT = 64 * 1024
 _CHUNK = 16 * 1024
 # The end of stderr quoted in a failure's message: enough for the error, not a log dump.
 STDERR_TAIL = 500
-_TAIL_KEPT = 4 * STDERR_TAIL
+# As the engine's Redactor: shorter values are not masked.
+_MIN_SECRET = 4
 
 CommandAction = SshAction | LocalAction
 C = TypeVar("C", SshAction, LocalAction)
@@ -56,8 +57,29 @@ async def capture(stream: ByteStream, into: Captured, limit: int = OUTPUT_LIMIT)
         room = limit - len(into.kept)
         if room > 0:
             into.kept += chunk[:room]
-        into.tail += chunk[-_TAIL_KEPT:]
-        del into.tail[:-_TAIL_KEPT]
+        into.tail += chunk[-STDERR_TAIL:]
+        del into.tail[:-STDERR_TAIL]
+
+
+def cut_secret_edges(captured: Captured, secrets: Iterable[str]) -> None:
+    """Where the kept head or tail cuts the stream, drop a piece of a secret left at the
+    cut: the engine masks whole secrets only, so half of one would be stored as it is."""
+    values = [v.encode() for v in secrets if len(v) >= _MIN_SECRET]
+    if captured.total > len(captured.kept):
+        del captured.kept[len(captured.kept) - _partial(bytes(captured.kept), values, True) :]
+    if captured.total > len(captured.tail):
+        del captured.tail[: _partial(bytes(captured.tail), values, False)]
+
+
+def _partial(data: bytes, secrets: list[bytes], at_end: bool) -> int:
+    """The length of the longest piece of a secret that ``data`` ends (or begins) with."""
+    longest = 0
+    for secret in secrets:
+        for size in range(min(len(secret) - 1, len(data)), longest, -1):
+            if data.endswith(secret[:size]) if at_end else data.startswith(secret[-size:]):
+                longest = size
+                break
+    return longest
 
 
 async def finish_reading(readers: list[asyncio.Task[None]], grace: float) -> bool:
@@ -153,9 +175,9 @@ def check_outcome(
 
 
 def stderr_tail(stderr: Captured) -> str:
+    """The last ``STDERR_TAIL`` bytes of stderr, for a failure's message."""
     text = bytes(stderr.tail).decode("utf-8", errors="replace").strip()
     if not text:
         return ""
-    if len(text) > STDERR_TAIL:
-        text = "…" + text[-STDERR_TAIL:]
-    return f"; stderr: {text}"
+    more = "…" if stderr.total > len(stderr.tail) else ""
+    return f"; stderr: {more}{text}"

@@ -26,6 +26,7 @@ from heal.plugins.commands.output import (
     capture,
     check_outcome,
     command_config,
+    cut_secret_edges,
     finish_reading,
     kill_seconds,
     render_argv,
@@ -249,6 +250,8 @@ class SshPlugin:
         finally:
             if self._running.get(call.action_id) is run:
                 del self._running[call.action_id]
+        for captured in (stdout, stderr):
+            cut_secret_edges(captured, call.secrets.values())
         exit_signal = process.exit_signal
         return Outcome(
             exit_code=process.exit_status if exit_signal is None else None,
