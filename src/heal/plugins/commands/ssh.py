@@ -175,7 +175,7 @@ class SshPlugin:
                 inputs=inputs,
                 permanent=True,
             ) from exc
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
             raise NodeFailed(
                 f"the known_hosts file {settings.known_hosts} cannot be read: {exc.strerror}",
                 inputs=inputs,
