@@ -241,7 +241,8 @@ class _CommandAction(ActionBase):
     """The program and its arguments, one list item each (argv, never a shell string);
     each item is a template and stays one argument whatever it renders to."""
     timeout: Annotated[int, Field(ge=1, le=7200)] = 60
-    """Seconds the command may run before it is killed (1-7200)."""
+    """Seconds the command may run before it is killed (1-7200): its process group gets
+    TERM, then KILL after 5 s (docs/executors.md)."""
     success_exit_codes: Annotated[list[int], Field(min_length=1)] = Field(
         default_factory=lambda: [0]
     )
@@ -279,7 +280,8 @@ class SshAction(_CommandAction):
     type: Literal["ssh"]
     """ssh: a command on a remote host (OpenSSH, key authentication)."""
     host: Template
-    """The host to connect to, a template (e.g. the alert's instance label)."""
+    """The host to connect to, a template (e.g. the alert's instance label); a rendered
+    host with a port in it (10.0.0.1:9100) is refused: the port goes under port."""
     port: Annotated[int, Field(ge=1, le=65535)] = 22
     """The SSH port."""
     username: Template
@@ -296,6 +298,7 @@ class LocalAction(_CommandAction):
     type: Literal["local"]
     """local: a program run by heal itself, without a shell."""
     env: dict[str, Template] = Field(default_factory=dict)
-    """The whole environment the program gets (with PATH), values are templates."""
+    """The whole environment the program gets, values are templates; PATH is
+    /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin unless set here."""
     cwd: str | None = None
     """The working directory; unset: heal's own."""
