@@ -182,7 +182,7 @@ def report(results: list[Result]) -> str:
         ordered = sorted(runs, key=lambda r: r.figures.get(key, math.nan), reverse=higher)
         ranked[bench] = (ordered[0], ordered[-1])
 
-    header = f"{'benchmark':<16} {'figure':<22} {'better run':>12} {'worse run':>12}  target"
+    header = f"{'benchmark':<22} {'figure':<22} {'better run':>12} {'worse run':>12}  target"
     lines += [header, "-" * len(header)]
     for bench, (better, worse) in ranked.items():
         for figure, value in better.figures.items():
@@ -198,14 +198,14 @@ def report(results: list[Result]) -> str:
                     worse_ok = check(worse.figures.get(figure, math.nan))
                     verdict += "" if worse_ok == check(value) else " (worse run: not)"
             lines.append(
-                f"{bench:<16} {figure:<22} {fmt(value):>12} "
+                f"{bench:<22} {figure:<22} {fmt(value):>12} "
                 f"{fmt(worse.figures.get(figure, math.nan)):>12}  {verdict}"
             )
         for label, result in (("better", better), ("worse", worse)):
             if len(by_bench[bench]) == 1 and label == "worse":
                 continue
             details = ", ".join(f"{k}: {fmt(v)}" for k, v in result.notes.items())
-            lines.append(f"{'':<16} {label} run #{result.run}: {details}")
+            lines.append(f"{'':<22} {label} run #{result.run}: {details}")
         lines.append("")
     return "\n".join(lines)
 

@@ -17,6 +17,9 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
-from bench._proc import Child
+from bench._proc import ROOT, Child
 from bench.common import Result, policy_text
 from heal.app import Heal
 from heal.domain.actions import ActionStatus
@@ -87,12 +90,7 @@ actions:
 
 @contextlib.asynccontextmanager
 async def _stackstorm(workdir: Path) -> AsyncIterator[Far | str]:
-    try:
-        import heal.demo.st2  # noqa: F401
-    except ImportError:
-        yield "the fake st2 API (heal.demo.st2) is not installed"
-        return
-    st2 = Child("st2", "heal.demo.st2", ["--api-key", "bench-st2-key"], workdir)
+    st2 = Child("st2", "bench.st2", ["--api-key", "bench-st2-key"], workdir)
     await st2.start()
     try:
         yield Far(
@@ -115,21 +113,121 @@ actions:
 
 
 @contextlib.asynccontextmanager
-async def _no_sshd(workdir: Path) -> AsyncIterator[Far | str]:
-    yield "needs an sshd of the bench's own (the tests start one; the bench does not yet)"
+async def _ssh(workdir: Path) -> AsyncIterator[Far | str]:
+    """The tests' own sshd (tests/commands/sshd_server.py), key-only, on a free port."""
+    if not Path("/usr/sbin/sshd").is_file():
+        yield "OpenSSH's sshd is not installed (apt-get install -y openssh-server)"
+        return
+    sys.path.insert(0, str(ROOT / "tests"))
+    from commands.sshd_server import running_sshd
+
+    with contextlib.contextmanager(running_sshd)() as server:
+        program = shutil.which("true") or "/bin/true"
+        yield Far(
+            f"""
+secrets:
+  deploy_key: {{env: BENCH_SSH_KEY}}
+ssh:
+  known_hosts: {server.known_hosts}
+actions:
+  act:
+    type: ssh
+    host: {server.host}
+    port: {server.port}
+    username: {server.username}
+    key: deploy_key
+    command: [{program}, "{{{{ alert.labels.target }}}}"]
+    timeout: 10
+{RULE}""",
+            {"BENCH_SSH_KEY": server.client_key},
+        )
 
 
 @contextlib.asynccontextmanager
-async def _no_apiserver(workdir: Path) -> AsyncIterator[Far | str]:
-    yield "needs a kube-apiserver (the tests start one; the bench does not yet)"
+async def _kubernetes(workdir: Path) -> AsyncIterator[Far | str]:
+    """A real control plane (../shared/k8s), one Deployment per action to restart."""
+    shared = Path(os.environ.get("HEAL_TEST_K8S_DIR", "/work/shared/k8s"))
+    if shutil.which("etcd") is None or not (shared / "start.sh").exists():
+        yield f"no Kubernetes control plane: etcd or {shared / 'start.sh'} is missing"
+        return
+    env = {
+        **os.environ,
+        **{f"K8S_{n}_PORT": str(_free_port(n == "ETCD")) for n in ("ETCD", "API", "KCM")},
+    }
+    started = subprocess.run(
+        [str(shared / "start.sh"), str(workdir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    try:
+        if started.returncode != 0:
+            yield f"start.sh failed: {started.stderr[-500:]}"
+            return
+        kubeconfig = workdir / "kubeconfig"
+        await _deployments(kubeconfig, KUBERNETES_ACTIONS + 1)
+        yield Far(
+            f"""
+kubernetes:
+  clusters: {{default: {{kubeconfig: {kubeconfig}}}}}
+  allowed_namespaces: [bench]
+actions:
+  act:
+    type: kubernetes
+    operation: restart
+    target: {{kind: Deployment, namespace: bench, name: "{{{{ alert.labels.target }}}}"}}
+    wait: {{timeout: 120, interval: 0.5}}
+{RULE}""",
+            {},
+        )
+    finally:
+        subprocess.run([str(shared / "stop.sh"), str(workdir)], capture_output=True, timeout=60)
+
+
+# Rollouts take the controllers' time: fewer actions than the other types.
+KUBERNETES_ACTIONS = 10
+
+
+async def _deployments(kubeconfig: Path, count: int) -> None:
+    from lightkube import AsyncClient, KubeConfig
+    from lightkube.resources.apps_v1 import Deployment
+    from lightkube.resources.core_v1 import Namespace
+
+    client = AsyncClient(KubeConfig.from_file(kubeconfig))
+    await client.create(Namespace.from_dict({"metadata": {"name": "bench"}}))
+    for index in range(-1, count - 1):
+        name = f"t{index}"
+        template = {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "app", "image": "bench:1"}]},
+        }
+        spec = {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template}
+        body = {"metadata": {"name": name, "namespace": "bench"}, "spec": spec}
+        await client.create(Deployment.from_dict(body))
+    await client.close()
+
+
+def _free_port(pair: bool = False) -> int:
+    """A port free now (and the next one too, for etcd's peer port)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if not pair:
+            return port
+        with socket.socket() as peer, contextlib.suppress(OSError):
+            peer.bind(("127.0.0.1", port + 1))
+            return port
+    raise RuntimeError("no free port pair")
 
 
 SETUPS: dict[str, Setup] = {
     "http": _http,
     "local": _local,
     "stackstorm": _stackstorm,
-    "ssh": _no_sshd,
-    "kubernetes": _no_apiserver,
+    "ssh": _ssh,
+    "kubernetes": _kubernetes,
 }
 
 
@@ -222,7 +320,8 @@ async def run(kind: str, run_number: int, *, actions: int) -> Result:
         async with SETUPS[kind](workdir) as far:
             if isinstance(far, str):
                 return Result(f"executors/{kind}", run_number, {}, {"skipped": far})
-            figures = await _measure(kind, far, workdir, actions)
+            count = min(actions, KUBERNETES_ACTIONS) if kind == "kubernetes" else actions
+            figures = await _measure(kind, far, workdir, count)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return Result(f"executors/{kind}", run_number, figures, {"actions": actions})
+    return Result(f"executors/{kind}", run_number, figures, {"actions": int(count)})
