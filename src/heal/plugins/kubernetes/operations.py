@@ -194,6 +194,28 @@ def _skipped(revision: int, current: int | None) -> dict[str, Any]:
     }
 
 
+def _revision_to_restore(
+    workload: Workload,
+    history: list[tuple[int, dict[str, Any]]],
+    to_revision: int | None,
+    missing: str,
+) -> tuple[int, dict[str, Any]]:
+    """As kubectl rollout undo picks it: ``to_revision``, or the one before the newest."""
+    known = sorted(history, key=lambda pair: pair[0])
+    if to_revision is None:
+        if len(known) < 2:
+            raise NodeFailed(f"{workload}: {missing}", permanent=True)
+        return known[-2]
+    for revision, found in known:
+        if revision == to_revision:
+            return revision, found
+    have = ", ".join(str(revision) for revision, _ in known) or "none"
+    raise NodeFailed(
+        f"{workload}: unable to find revision {to_revision} in its history (revisions: {have})",
+        permanent=True,
+    )
+
+
 async def _rollback_deployment(
     client: AsyncClient,
     workload: Workload,
@@ -206,24 +228,9 @@ async def _rollback_deployment(
     sets = [
         (workloads.rs_revision(rs), rs) for rs in await workloads.replica_sets(client, deployment)
     ]
-    known = sorted(((rev, rs) for rev, rs in sets if rev is not None), key=lambda pair: pair[0])
-    if to_revision is None:
-        if len(known) < 2:
-            raise NodeFailed(
-                f"{workload}: no rollout history found (no revision before the current one)",
-                permanent=True,
-            )
-        revision, chosen = known[-2]
-    else:
-        found = [(rev, rs) for rev, rs in known if rev == to_revision]
-        if not found:
-            have = ", ".join(str(rev) for rev, _ in known) or "none"
-            raise NodeFailed(
-                f"{workload}: unable to find revision {to_revision} in its history "
-                f"(revisions: {have})",
-                permanent=True,
-            )
-        revision, chosen = found[0]
+    known = [(rev, rs) for rev, rs in sets if rev is not None]
+    missing = "no rollout history found (no revision before the current one)"
+    revision, chosen = _revision_to_restore(workload, known, to_revision, missing)
     template = _without_hash(chosen["spec"]["template"])
     if template == _without_hash(deployment["spec"]["template"]):
         return _skipped(revision, current)
@@ -255,24 +262,11 @@ async def _rollback_history(
 ) -> dict[str, Any]:
     """StatefulSet and DaemonSet: the ControllerRevision's data is the patch that restores
     its template (``$patch: replace``); kubectl sends it as it is."""
-    history = sorted(
-        await workloads.controller_revisions(client, obj), key=lambda r: r.get("revision", 0)
-    )
-    if to_revision is None:
-        if len(history) < 2:
-            raise NodeFailed(f"{workload}: no last revision to roll back to", permanent=True)
-        chosen = history[-2]
-    else:
-        matching = [r for r in history if r.get("revision") == to_revision]
-        if not matching:
-            have = ", ".join(str(r.get("revision")) for r in history) or "none"
-            raise NodeFailed(
-                f"{workload}: unable to find revision {to_revision} in its history "
-                f"(revisions: {have})",
-                permanent=True,
-            )
-        chosen = matching[0]
-    revision = int(chosen.get("revision", 0))
+    history = [
+        (int(r.get("revision", 0)), r) for r in await workloads.controller_revisions(client, obj)
+    ]
+    missing = "no last revision to roll back to"
+    revision, chosen = _revision_to_restore(workload, history, to_revision, missing)
     data = chosen.get("data") or {}
     wanted = dict(data.get("spec", {}).get("template", {}))
     wanted.pop("$patch", None)
