@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from heal.app import Heal
 from heal.domain.actions import ActionStatus
@@ -122,3 +126,20 @@ class PluginStub:
 
     async def aclose(self) -> None:
         return None
+
+
+@contextlib.contextmanager
+def heal_dies_before_commit(heal: Heal, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The wake inside runs its step, then heal dies before the outcome is stored: the
+    commit's connection is lost and nothing tries it again (the wake raises)."""
+
+    async def power_cut(*_args: Any, **_kwargs: Any) -> bool:
+        raise ConnectionError("power cut")
+
+    retry = heal.engine.commit_retry
+    with monkeypatch.context() as patch:
+        patch.setattr(actions_repo, "update_if_version", power_cut)
+        heal.engine.commit_retry = 0
+        with pytest.raises(ConnectionError):
+            yield
+    heal.engine.commit_retry = retry

@@ -14,7 +14,7 @@ import pytest
 from conftest import HealFactory
 from fakes.server import serving
 from fakes.st2 import FakeSt2, Plan, create_app
-from helpers import AUTH, Clock, PluginStub, drive
+from helpers import AUTH, Clock, PluginStub, drive, heal_dies_before_commit
 
 from heal.api.app import create_app as create_api
 from heal.domain.access import Role
@@ -214,14 +214,8 @@ async def test_an_unknown_outcome_does_not_run_the_fallback(
 ) -> None:
     heal, local = await start(make_heal, clock, LOOP_POLICY.replace("IDEMPOTENT", "false"))
 
-    async def power_cut(*_args: Any, **_kwargs: Any) -> bool:
-        raise ConnectionError("power cut")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(actions_repo, "update_if_version", power_cut)
-        heal.engine.commit_retry = 0
-        with pytest.raises(ConnectionError):
-            await heal.engine.wake(1, 0)
+    with heal_dies_before_commit(heal, monkeypatch):
+        await heal.engine.wake(1, 0)
     row = await drive(heal, clock, 1)
 
     assert (row["status"], row["failure_type"]) == ("failure", "outcome_unknown")

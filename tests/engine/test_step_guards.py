@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import HealFactory
-from helpers import Clock, PluginStub, alert, drive, policy_text
+from helpers import Clock, PluginStub, alert, drive, heal_dies_before_commit, policy_text
 
 from heal.demo.itsm import FakeITSM
 from heal.engine.interfaces import NodeCall, NodeFailed, NodeResult
@@ -82,15 +82,8 @@ async def _row(heal: Any, action_id: int = 1) -> dict[str, Any]:
 
 async def _crash_after_the_run(heal: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The step ran, then heal died before it stored the outcome."""
-
-    async def power_cut(*_args: Any, **_kwargs: Any) -> bool:
-        raise ConnectionError("power cut")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(actions_repo, "update_if_version", power_cut)
-        heal.engine.commit_retry = 0
-        with pytest.raises(ConnectionError):
-            await heal.engine.wake(1, 0)
+    with heal_dies_before_commit(heal, monkeypatch):
+        await heal.engine.wake(1, 0)
 
 
 async def test_a_step_that_is_not_idempotent_is_not_run_again_after_a_crash(

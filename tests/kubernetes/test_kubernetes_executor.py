@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import HealFactory
-from helpers import alert
+from helpers import alert, heal_dies_before_commit
 from k8s_cluster import (
     Cluster,
     WebhookConfiguration,
@@ -637,15 +637,8 @@ async def _crash_during(heal: Heal, monkeypatch: pytest.MonkeyPatch, node: str) 
     row = await _row(heal)
     assert row["current_node"] == node
 
-    async def power_cut(*_args: Any, **_kwargs: Any) -> bool:
-        raise ConnectionError("power cut")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(actions_repo, "update_if_version", power_cut)
-        heal.engine.commit_retry = 0
-        with pytest.raises(ConnectionError):
-            await _wake_once(heal)
-    heal.engine.commit_retry = 120.0
+    with heal_dies_before_commit(heal, monkeypatch):
+        await _wake_once(heal)
     assert (await _row(heal))["version"] == row["version"]  # nothing of that wake was kept
 
 

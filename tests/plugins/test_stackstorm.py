@@ -14,7 +14,7 @@ import pytest
 from conftest import HealFactory
 from fakes.server import serving
 from fakes.st2 import FakeSt2, Plan, create_app
-from helpers import Clock, drive
+from helpers import Clock, drive, heal_dies_before_commit
 
 from heal.domain.alerts import Alert, AlertStatus, fingerprint_of
 from heal.policy.executors import StackStormAction
@@ -355,15 +355,9 @@ async def test_a_crash_after_the_post_does_not_start_the_st2_action_twice(
     fake, url = st2
     heal = await start(make_heal, clock, url, "interface down")
 
-    async def power_cut(*_args: Any, **_kwargs: Any) -> bool:
-        raise ConnectionError("power cut")
-
     # The POST reached st2, then heal could not commit the execution id.
-    with monkeypatch.context() as patch:
-        patch.setattr(actions_repo, "update_if_version", power_cut)
-        heal.engine.commit_retry = 0
-        with pytest.raises(ConnectionError):
-            await heal.engine.wake(1, 0)
+    with heal_dies_before_commit(heal, monkeypatch):
+        await heal.engine.wake(1, 0)
     [execution] = fake.posted()
     async with heal.db.read() as connection:
         row = await actions_repo.load(connection, 1)
@@ -437,14 +431,8 @@ async def test_cancelling_after_a_crash_after_the_post_still_deletes_the_executi
     fake, url = st2
     heal = await start(make_heal, clock, url, "interface down")
 
-    async def power_cut(*_args: Any, **_kwargs: Any) -> bool:
-        raise ConnectionError("power cut")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(actions_repo, "update_if_version", power_cut)
-        heal.engine.commit_retry = 0
-        with pytest.raises(ConnectionError):
-            await heal.engine.wake(1, 0)
+    with heal_dies_before_commit(heal, monkeypatch):
+        await heal.engine.wake(1, 0)
     # heal never stored the id; a person cancels before the next wake
     assert (await heal.engine.cancel(1, who="alice")).cancelled
     [execution] = fake.posted()
