@@ -10,6 +10,7 @@ import httpx
 import pytest
 from conftest import HealFactory
 from helpers import Clock, alert, am_alert, am_payload, drive, policy_text
+from log_capture import captured_logs
 
 from heal.demo.itsm import FakeITSM
 
@@ -174,7 +175,8 @@ async def test_a_template_that_cannot_render_leaves_a_visible_create_failure(
     _, url = itsm
     broken = '"{{ alert.labels.alertname }} on {{ alert.labels.service }}"'
     heal = await make_heal(policy_text(url).replace(broken, '"{{ 1 / 0 }}"'), clock=clock)
-    report = await heal.ingest.ingest([alert()])
+    with captured_logs() as logs:
+        report = await heal.ingest.ingest([alert()])
     assert report.actions_created == 1
     from heal.store import incidents_repo
 
@@ -183,6 +185,9 @@ async def test_a_template_that_cannot_render_leaves_a_visible_create_failure(
     assert (action["status"], action["failure_type"]) == ("failure", "create_failure")
     assert "division by zero" in action["message"]
     assert action["next_wake_at"] is None
+    [line] = logs.lines("action failed")  # as loud in the log as any other failure
+    assert (line["action_id"], line["failure_type"]) == (action["id"], "create_failure")
+    assert "division by zero" in line["reason"]
 
 
 async def test_generic_api_fingerprints_from_sorted_labels(api: API) -> None:

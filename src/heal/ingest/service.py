@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.approvals.gate import Silence, auto_approval, expiry, requirement
 from heal.approvals.lifecycle import on_incidents_resolved
-from heal.domain.actions import ActionStatus, Signal
+from heal.domain.actions import ActionStatus, FailureType, Signal
 from heal.domain.alerts import Alert, AlertStatus, IngestVerdict, admit_all, classify
 from heal.domain.approvals import HEAL_REQUESTER, ApprovalStatus
 from heal.domain.incidents import IncidentStatus, group_key, incident_title, worse_severity
@@ -364,6 +364,7 @@ class IngestService:
 
         if rows:
             self.scheduler.committed(now)
+        _log_creation_failures(rows, action_ids)
         metrics.ALERTS_DEDUPLICATED.labels(source).inc(report.duplicates)
         report.incident_ids = sorted({i.incident_id for i in items if i.incident_id is not None})
         return report
@@ -541,3 +542,19 @@ def _incident_context(incident: dict[str, Any]) -> dict[str, Any]:
         "rule": incident.get("rule"),
         "opened_at": opened.isoformat() if isinstance(opened, datetime) else opened,
     }
+
+
+def _log_creation_failures(rows: list[dict[str, Any]], action_ids: list[int]) -> None:
+    """The same ``action failed`` line the engine writes, for an action that could not even
+    be created (its template_detail did not render): it is stored, and logged once it is."""
+    for row, action_id in zip(rows, action_ids, strict=True):
+        if row["failure_type"] == FailureType.CREATE_FAILURE.value:
+            log.error(
+                "action failed",
+                action_id=action_id,
+                incident_id=row["incident_id"],
+                rule=row["rule"],
+                action=row["action_name"],
+                failure_type=row["failure_type"],
+                reason=row["message"],
+            )
