@@ -11,7 +11,7 @@ from heal.approvals.service import ApprovalService
 from heal.domain.access import Scope
 from heal.domain.redaction import Redactor
 from heal.engine.engine import Engine
-from heal.engine.interfaces import PluginContext
+from heal.engine.interfaces import PluginContext, TransitionHooks
 from heal.ingest.service import IngestService
 from heal.notify.channels import ChatChannel
 from heal.notify.slack import SlackChannel
@@ -26,6 +26,7 @@ from heal.runtime.embedded import EmbeddedRuntime
 from heal.settings import Settings
 from heal.store import actions_repo, migrate
 from heal.store.db import Database
+from heal.verify.service import VerificationService
 
 Runtime = EmbeddedRuntime | ProcrastinateRuntime
 
@@ -63,6 +64,7 @@ class Heal:
     approvals: ApprovalService
     plugins: PluginSet
     chat: ChatDispatcher
+    verification: VerificationService
     # service tokens: hash -> scopes
     token_hashes: dict[str, frozenset[Scope]] = field(default_factory=dict)
     running: bool = False
@@ -97,7 +99,9 @@ class Heal:
         plugins = PluginSet(PluginContext(lambda: holder.ruleset.policy, secrets, redact))
         channels = chat_channels(settings)
         approvals = ApprovalService(db, runtime, redact, announce_outcomes=bool(channels))
-        engine = Engine(db, runtime, plugins, secrets, hook=approvals, redact=redact)
+        verification = VerificationService(db, runtime, lambda: holder.ruleset, redact)
+        hooks = TransitionHooks(approvals, verification)
+        engine = Engine(db, runtime, plugins, secrets, hook=hooks, redact=redact)
         holder = cls(
             settings=settings,
             db=db,
@@ -113,6 +117,7 @@ class Heal:
                 redact,
                 card_window=timedelta(seconds=settings.chat_card_window),
             ),
+            verification=verification,
             token_hashes=settings.token_hashes(),
         )
         return holder
@@ -124,6 +129,7 @@ class Heal:
         await migrate.upgrade(self.db)
         if worker:
             self.runtime.add_sweep(self.sweep_expired_approvals)
+            self.runtime.add_sweep(self.verification.sweep)
             await self.runtime.start(self.engine)
             self.chat.start()
         elif isinstance(self.runtime, ProcrastinateRuntime):

@@ -113,3 +113,20 @@ class TransitionHook(Protocol):
         after: ActionState,
         now: datetime,
     ) -> None: ...
+
+
+class TransitionHooks:
+    """Several hooks told of each status change in turn, in the same transaction."""
+
+    def __init__(self, *hooks: TransitionHook) -> None:
+        self.hooks = hooks
+
+    async def on_transition(
+        self,
+        connection: AsyncConnection,
+        before: dict[str, Any],
+        after: ActionState,
+        now: datetime,
+    ) -> None:
+        for hook in self.hooks:
+            await hook.on_transition(connection, before, after, now)
