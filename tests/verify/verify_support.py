@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from helpers import Clock, alert, drive, policy_text
 
 from heal.app import Heal
-from heal.domain.alerts import Alert
+from heal.domain.alerts import Alert, AlertStatus
 from heal.store import actions_repo, timeline_repo
 from heal.store.tables import notifications
 from heal.verify import repo
@@ -117,3 +118,8 @@ async def chat_updates(heal: Heal) -> list[dict[str, Any]]:
 async def action(heal: Heal, action_id: int) -> dict[str, Any] | None:
     async with heal.db.read() as connection:
         return await actions_repo.load(connection, action_id)
+
+
+def resolved(occurrence: Alert, clock: Clock) -> Alert:
+    """The resolve notification of that occurrence."""
+    return replace(occurrence, status=AlertStatus.RESOLVED, ends_at=clock.now)
