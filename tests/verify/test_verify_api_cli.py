@@ -71,6 +71,12 @@ async def test_the_api_shows_the_outcome_and_the_score(
     assert incident["effectiveness"] == 1
     assert incident["rating"] is None
     assert incident["actions"][0]["outcome"] == "ineffective"
+    async with _client(heal) as client:
+        scraped = (await client.get("/metrics")).text
+    assert (
+        'heal_action_outcomes_total{action="open-ticket",outcome="ineffective",'
+        'rule="checkout-down"}' in scraped
+    )
 
 
 async def test_a_rating_overrides_the_outcome_and_the_last_one_wins(
