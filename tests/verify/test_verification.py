@@ -330,3 +330,17 @@ async def test_on_ineffective_none_only_records(
     assert await heal.verification.sweep() == 1
     assert await action(heal, 2) is None
     assert await chat_updates(heal) == []
+
+
+async def test_escalate_judged_late_starts_nothing_once_the_incident_resolved(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    heal = await _heal(make_heal, itsm, clock, verify_policy(itsm[1], "escalate"))
+    await fire_and_succeed(heal, clock)
+    clock.advance(WITHIN + 60)
+    await resolve(heal)  # starts second-ticket on its own signal (resolved): action 2
+    assert await heal.verification.sweep() == 1
+    assert (await watch_of(heal))["outcome"] == "ineffective"
+    assert await action(heal, 3) is None
+    (update,) = [n for n in await chat_updates(heal) if n["kind"] == "update"]
+    assert "the incident has resolved since; 'second-ticket' not started" in update["text"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -76,9 +77,14 @@ def _outcome(row: dict[str, Any]) -> str:
     if watch is None:
         return "-"
     if row["outcome"] == "pending":
-        due = watch["quiet_until"] or watch["within_at"]
-        return f"pending (verdict due by {due})"
-    return f"{row['outcome']} at {watch['outcome_at']}"
+        if watch["quiet_until"] is None:
+            return f"pending (its alerts must resolve by {_iso_utc(watch['within_at'])})"
+        return f"pending (resolved; verified if quiet until {_iso_utc(watch['quiet_until'])})"
+    return f"{row['outcome']} at {_iso_utc(watch['outcome_at'])}"
+
+
+def _iso_utc(value: str | None) -> str:
+    return _utc(datetime.fromisoformat(value) if value else None)
 
 
 def _utc(value: Any) -> str:

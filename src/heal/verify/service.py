@@ -123,16 +123,25 @@ class VerificationService:
             after_id = ids[-1]
 
     async def judge(self, verification_id: int) -> bool:
-        """Reach the verdict of one watch if it is due; True when one was reached."""
+        """Reach the verdict of one watch if it is due; True when one was reached.
+
+        Looked at in a read transaction first: most sweeps find most watches not yet due,
+        and they must not queue for the one writer. What is due is then decided again
+        under the write transaction, so a concurrent sweep cannot judge twice.
+        """
         now = self.clock()
+        async with self.db.read() as connection:
+            found = await self._assess_by_id(connection, verification_id, now)
+        if found is None:
+            return False
         wakes: list[datetime] = []
         async with self.db.write() as connection:
-            watch = await repo.get(connection, verification_id)
-            if watch is None or watch["outcome"] != Outcome.PENDING.value:
+            found = await self._assess_by_id(connection, verification_id, now)
+            if found is None:
                 return False
-            incident = await incidents_repo.get(connection, watch["incident_id"])
-            assert incident is not None
-            verdict = await self._verdict(connection, watch, incident, now)
+            watch, incident, verdict, resolution = found
+            if resolution:
+                await repo.set_values(connection, verification_id, resolution)
             if verdict is None:
                 return False
             if not await repo.set_values(
@@ -172,6 +181,24 @@ class VerificationService:
         )
         return True
 
+    async def _assess_by_id(
+        self, connection: AsyncConnection, verification_id: int, now: datetime
+    ) -> tuple[dict[str, Any], dict[str, Any], _Verdict | None, dict[str, Any] | None] | None:
+        """The watch, its incident, its verdict if due, and the resolution to record if the
+        incident resolved in time; None when there is nothing to write."""
+        watch = await repo.get(connection, verification_id)
+        if watch is None or watch["outcome"] != Outcome.PENDING.value:
+            return None
+        incident = await incidents_repo.get(connection, watch["incident_id"])
+        assert incident is not None
+        resolution = _resolution(watch, incident)
+        if resolution is not None:
+            watch = {**watch, **resolution}
+        verdict = await self._verdict(connection, watch, incident, now)
+        if verdict is None and resolution is None:
+            return None
+        return watch, incident, verdict, resolution
+
     async def _verdict(
         self,
         connection: AsyncConnection,
@@ -179,36 +206,25 @@ class VerificationService:
         incident: dict[str, Any],
         now: datetime,
     ) -> _Verdict | None:
+        """The verdict, if it is due (``watch`` carries a resolution just found)."""
         name = watch["action_name"]
         within = int((watch["within_at"] - watch["started_at"]).total_seconds())
         if watch["resolved_at"] is None:
-            resolved_at = incident["resolved_at"]
             resolved = incident["status"] == IncidentStatus.RESOLVED.value
-            if resolved and resolved_at <= watch["within_at"]:
-                quiet_until = max(resolved_at, watch["started_at"]) + timedelta(
-                    seconds=watch["quiet_for"]
-                )
-                await repo.set_values(
-                    connection,
-                    watch["id"],
-                    {"resolved_at": resolved_at, "quiet_until": quiet_until},
-                )
-                watch = {**watch, "resolved_at": resolved_at, "quiet_until": quiet_until}
-            elif resolved or now >= watch["within_at"]:
-                firing = await self._firing_at_deadline(connection, watch)
-                late = (
-                    f"; the incident resolved only at {resolved_at:%H:%M:%S} UTC"
-                    if resolved
-                    else ""
-                )
-                return _Verdict(
-                    Outcome.INEFFECTIVE,
-                    f"outcome ineffective: {name!r} did not fix the incident: still firing "
-                    f"{within} s after it succeeded: {_describe(firing)}{late}",
-                    {"still_firing": [_evidence(a) for a in firing]},
-                )
-            else:
+            if not resolved and now < watch["within_at"]:
                 return None
+            firing = await self._firing_at_deadline(connection, watch)
+            late = (
+                f"; the incident resolved only at {incident['resolved_at']:%H:%M:%S} UTC"
+                if resolved
+                else ""
+            )
+            return _Verdict(
+                Outcome.INEFFECTIVE,
+                f"outcome ineffective: {name!r} did not fix the incident: still firing "
+                f"{within} s after it succeeded: {_describe(firing)}{late}",
+                {"still_firing": [_evidence(a) for a in firing]},
+            )
         quiet_until = watch["quiet_until"]
         quiet_from = quiet_until - timedelta(seconds=watch["quiet_for"])
         again = await repo.alerts_received_between(
@@ -277,6 +293,10 @@ class VerificationService:
             target = target or incident
             if following is None or following not in policy.actions:
                 said = f"rule {watch['rule']!r} has no further action"
+            elif target["status"] == IncidentStatus.RESOLVED.value:
+                # Judged late (heal was down): the alerts have resolved since, and there
+                # is nothing left for the next action to fix.
+                said = f"the incident has resolved since; {following!r} not started"
             else:
                 config = policy.actions[following]
                 created = await create_followup(
@@ -329,6 +349,24 @@ class VerificationService:
         if created.wake_at is not None:
             wakes.append(created.wake_at)
         return [_note(watch, f"rolling back: {created.message}", "rollback")]
+
+
+def _resolution(watch: dict[str, Any], incident: dict[str, Any]) -> dict[str, Any] | None:
+    """When the incident resolved by ``within_at`` and the watch does not know yet: the
+    resolution, and the end of the quiet window (from the resolution, or from the
+    action's success if the incident had resolved already)."""
+    resolved_at = incident["resolved_at"]
+    if (
+        watch["resolved_at"] is not None
+        or incident["status"] != IncidentStatus.RESOLVED.value
+        or resolved_at > watch["within_at"]
+    ):
+        return None
+    quiet_from = max(resolved_at, watch["started_at"])
+    return {
+        "resolved_at": resolved_at,
+        "quiet_until": quiet_from + timedelta(seconds=watch["quiet_for"]),
+    }
 
 
 def verify_of(snapshot: dict[str, Any], after: ActionState) -> Verify | None:
