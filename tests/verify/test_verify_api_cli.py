@@ -7,6 +7,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -160,6 +161,23 @@ async def test_the_cli_shows_outcomes(
     code, output = await _in_thread("incidents", "show", "1", "--database-url", url)
     assert code == 0, output
     assert "4/5 (from the outcome)" in output
+
+
+async def test_the_cli_says_by_when_a_pending_verdict_is_due(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    heal: Heal = await make_heal(verify_policy(itsm[1]), clock=clock)
+    done = await fire_and_succeed(heal, clock)
+    url = heal.settings.database_url
+    code, output = await _in_thread("actions", "show", "1", "--database-url", url)
+    assert code == 0, output
+    due = done["finished_at"] + timedelta(seconds=WITHIN)
+    assert f"pending (its alerts must resolve by {due:%Y-%m-%d %H:%M:%S} UTC)" in output
+    await resolve(heal)
+    heal.verification.clock = clock
+    assert await heal.verification.sweep() == 0
+    code, output = await _in_thread("actions", "show", "1", "--database-url", url)
+    assert "pending (resolved; verified if quiet until" in output
 
 
 @contextlib.contextmanager
