@@ -28,6 +28,7 @@ from heal.runtime.embedded import EmbeddedRuntime
 from heal.settings import Settings
 from heal.store import actions_repo, migrate
 from heal.store.db import Database
+from heal.verify.service import VerificationService
 
 Runtime = EmbeddedRuntime | ProcrastinateRuntime
 
@@ -65,6 +66,7 @@ class Heal:
     approvals: ApprovalService
     plugins: PluginSet
     chat: ChatDispatcher
+    verification: VerificationService
     # service tokens: hash -> scopes
     token_hashes: dict[str, frozenset[Scope]] = field(default_factory=dict)
     running: bool = False
@@ -100,7 +102,8 @@ class Heal:
         channels = chat_channels(settings)
         approvals = ApprovalService(db, runtime, redact, announce_outcomes=bool(channels))
         fallbacks = FallbackHook(runtime, lambda: holder.ruleset, redact)
-        hooks = Hooks(approvals, fallbacks)
+        verification = VerificationService(db, runtime, lambda: holder.ruleset, redact)
+        hooks = Hooks(approvals, fallbacks, verification)
         engine = Engine(db, runtime, plugins, secrets, hook=hooks, redact=redact)
         holder = cls(
             settings=settings,
@@ -117,6 +120,7 @@ class Heal:
                 redact,
                 card_window=timedelta(seconds=settings.chat_card_window),
             ),
+            verification=verification,
             token_hashes=settings.token_hashes(),
         )
         return holder
@@ -128,6 +132,7 @@ class Heal:
         await migrate.upgrade(self.db)
         if worker:
             self.runtime.add_sweep(self.sweep_expired_approvals)
+            self.runtime.add_sweep(self.verification.sweep)
             await self.runtime.start(self.engine)
             self.chat.start()
         elif isinstance(self.runtime, ProcrastinateRuntime):

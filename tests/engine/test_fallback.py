@@ -22,6 +22,7 @@ from heal.domain.alerts import Alert, AlertStatus, fingerprint_of
 from heal.domain.approvals import Signer
 from heal.engine.interfaces import NodeCall, NodeFailed, NodeResult
 from heal.store import actions_repo, approvals_repo, incidents_repo, timeline_repo
+from heal.verify import repo as verify_repo
 
 ST2_POLICY = """
 settings:
@@ -269,3 +270,24 @@ async def test_a_fallback_waits_for_approval_like_any_action(
     assert result.action_status.value == "received"
     assert (await drive(heal, clock, fallback["id"]))["status"] == "success"
     assert [name for name, _ in local.runs] == ["restart-agent"]
+
+
+async def test_a_fallback_is_verified_as_its_rule_says(
+    make_heal: HealFactory, clock: Clock
+) -> None:
+    policy = LOOP_POLICY.replace("IDEMPOTENT", "true").replace(
+        "    actions: [{action: a}]",
+        "    verify: {within: 300, quiet_for: 60}\n    actions: [{action: a}]",
+    )
+    heal, local = await start(make_heal, clock, policy)
+    local.failing = {"a"}
+    await drive(heal, clock, 1)
+    fallback = (await actions_of(heal))[1]
+    assert fallback["action_name"] == "b"
+    row = await drive(heal, clock, fallback["id"])
+    assert row["status"] == "success"
+    assert row["config"]["verify"] == {"within": 300, "quiet_for": 60, "on_ineffective": "none"}
+    async with heal.db.read() as connection:
+        watched = await verify_repo.for_action(connection, fallback["id"])
+    assert watched is not None
+    assert watched["outcome"] == "pending"

@@ -713,7 +713,8 @@ def test_field_errors_in_plain_words(old: str, new: str, message: str) -> None:
 def test_unknown_key_without_a_close_name_lists_the_known_ones() -> None:
     problem = only_problem(variant("    skip_delay: 0\n", "    colour: red\n"))
     assert problem.message == (
-        "unknown key 'colour' (known keys: name, match, group_by, skip_delay, actions, continue)"
+        "unknown key 'colour' (known keys: name, match, group_by, skip_delay, actions, continue, "
+        "verify)"
     )
 
 

@@ -14,6 +14,7 @@ from heal.api.schemas import (
     CursorQuery,
     IdPath,
     Page,
+    RatingRequest,
     StoredText,
     UtcDatetime,
 )
@@ -21,6 +22,14 @@ from heal.app import Heal
 from heal.domain.incidents import IncidentStatus
 from heal.engine.engine import ActionNotFound
 from heal.store import actions_repo, alerts_repo, incidents_repo, timeline_repo
+from heal.verify import repo as verify_repo
+from heal.verify.ratings import (
+    IncidentNotFound,
+    outcome_fields,
+    outcomes_by_action,
+    rate,
+    remediation,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"], responses=VALIDATION_ERRORS)
 
@@ -64,12 +73,47 @@ async def get_incident(request: Request, incident_id: IdPath, _caller: Viewer) -
         alerts = await alerts_repo.for_incident(connection, incident_id)
         actions = await incidents_repo.actions_of(connection, incident_id)
         timeline = await timeline_repo.for_incident(connection, incident_id)
+        outcomes = await outcomes_by_action(connection, incident_id)
+        summary = await remediation(connection, row)
     return {
         **views.incident(row),
+        **summary,
         "alerts": [views.alert(a) for a in alerts],
-        "actions": [views.action(a) for a in actions],
+        "actions": [{**views.action(a), **outcome_fields(outcomes.get(a["id"]))} for a in actions],
         "timeline": [views.event(e) for e in timeline],
     }
+
+
+@router.post(
+    "/incidents/{incident_id}/rating",
+    responses={
+        403: {"description": "not a person, or the token lacks the operate scope"},
+        404: {"description": "no such incident"},
+    },
+)
+async def rate_incident(
+    request: Request, incident_id: IdPath, caller: Operator, body: RatingRequest
+) -> dict[str, Any]:
+    """Rate the incident's remediation 1-5 (your earlier rating is replaced). The latest
+    rating is the remediation's effectiveness score; the answer is the new summary."""
+    if caller.service:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only people rate a remediation")
+    heal = _heal(request)
+    try:
+        summary = await rate(
+            heal.db,
+            incident_id,
+            caller.name,
+            body.score,
+            body.comment,
+            heal.verification.clock(),
+            heal.engine.redact,
+        )
+    except IncidentNotFound:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"incident {incident_id} not found"
+        ) from None
+    return {"id": incident_id, **summary}
 
 
 @router.get("/actions/{action_id}", responses={404: {"description": "no such action"}})
@@ -79,7 +123,12 @@ async def get_action(request: Request, action_id: IdPath, _caller: Viewer) -> di
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"action {action_id} not found")
         timeline = await timeline_repo.for_action(connection, action_id)
-    return {**views.action(row), "timeline": [views.event(e) for e in timeline]}
+        watch = await verify_repo.for_action(connection, action_id)
+    return {
+        **views.action(row),
+        **outcome_fields(watch),
+        "timeline": [views.event(e) for e in timeline],
+    }
 
 
 @router.post(

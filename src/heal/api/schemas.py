@@ -184,6 +184,11 @@ class CancelRequest(BaseModel):
     reason: StoredText = Field(default="", max_length=1000)
 
 
+class RatingRequest(BaseModel):
+    score: int = Field(ge=1, le=5, description="1 (did not help) to 5 (fixed it)")
+    comment: StoredText = Field(default="", max_length=1000)
+
+
 class Page(BaseModel):
     items: list[dict[str, Any]]
     next_cursor: int | None

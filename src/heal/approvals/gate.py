@@ -10,9 +10,10 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.domain.actions import ActionStatus
-from heal.domain.approvals import RiskLevel, TimeWindow
+from heal.domain.approvals import HEAL_REQUESTER, ApprovalStatus, RiskLevel, TimeWindow
 from heal.domain.matchers import LabelMatcher, matches_all
 from heal.policy.models import ActionBase, ApprovalRequirement, AutoApprove, Policy
+from heal.store import approvals_repo, notifications_repo
 from heal.store.tables import actions
 
 
@@ -104,3 +105,67 @@ async def _history(connection: AsyncConnection, rule: str, action: str) -> tuple
 
 def expiry(requirement_: ApprovalRequirement, now: datetime) -> datetime:
     return now + timedelta(seconds=requirement_.expires_in)
+
+
+def wait_for_approval(
+    row: dict[str, Any], config: ActionBase, needed: ApprovalRequirement, now: datetime
+) -> None:
+    """Make a new action's row wait for people: its wake is the approval's expiry (or, with
+    an ITSM approval ticket, now: the ticket is asked for right away)."""
+    expires_at = expiry(needed, now)
+    row.update(
+        status=ActionStatus.WAITING.value,
+        next_poll_at=None,
+        approval_expires_at=expires_at,
+        next_wake_at=expires_at,
+    )
+    if config.approval_ticket is not None:
+        row.update(
+            current_node=config.approval_ticket.nodes[0].function,
+            next_poll_at=now,
+            next_wake_at=now,
+        )
+    # Kept with the action: what the approval asked for, e.g. its on_resolve choice,
+    # must not change with a later policy reload.
+    row["config"] = {**row["config"], "approval": needed.model_dump(mode="json")}
+
+
+async def open_approval(
+    connection: AsyncConnection,
+    row: dict[str, Any],
+    action_id: int,
+    needed: ApprovalRequirement,
+    now: datetime,
+) -> tuple[int, str]:
+    """The pending approval of a waiting action just inserted, and its chat card in the
+    outbox. Returns the approval's id and the timeline's sentence about it."""
+    risk = row["config"]["action"].get("risk", "medium")
+    approval_id = await approvals_repo.insert_one(
+        connection,
+        {
+            "action_id": action_id,
+            "incident_id": row["incident_id"],
+            "status": ApprovalStatus.PENDING.value,
+            "risk": risk,
+            "required_signatures": needed.required_signatures,
+            "approver_groups": needed.approver_groups,
+            "requested_by": HEAL_REQUESTER,
+            "requested_at": now,
+            "expires_at": row["approval_expires_at"],
+        },
+    )
+    groups = f" from {', '.join(needed.approver_groups)}" if needed.approver_groups else ""
+    await notifications_repo.enqueue(
+        connection,
+        incident_id=row["incident_id"],
+        kind="card",
+        text=f"{row['action_name']} (risk {risk}) awaits approval",
+        now=now,
+        approval_id=approval_id,
+        action_id=action_id,
+    )
+    message = (
+        f"approval #{approval_id} requested: {needed.required_signatures} signature(s)"
+        f"{groups}, risk {risk}, expires {row['approval_expires_at']:%Y-%m-%d %H:%M:%S} UTC"
+    )
+    return approval_id, message

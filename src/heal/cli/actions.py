@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -62,11 +63,28 @@ def show(
                 ("finished", _utc(row["finished_at"])),
                 ("next wake", _utc(row["next_wake_at"])),
                 ("outputs", row["outputs"] or None),
+                ("outcome", _outcome(row)),
             ]
         )
     )
     console.print()
     console.print(render.timeline(timeline))
+
+
+def _outcome(row: dict[str, Any]) -> str:
+    """The verification's verdict, or by when it is due."""
+    watch = row["verification"]
+    if watch is None:
+        return "-"
+    if row["outcome"] == "pending":
+        if watch["quiet_until"] is None:
+            return f"pending (its alerts must resolve by {_iso_utc(watch['within_at'])})"
+        return f"pending (resolved; verified if quiet until {_iso_utc(watch['quiet_until'])})"
+    return f"{row['outcome']} at {_iso_utc(watch['outcome_at'])}"
+
+
+def _iso_utc(value: str | None) -> str:
+    return _utc(datetime.fromisoformat(value) if value else None)
 
 
 def _utc(value: Any) -> str:
@@ -75,6 +93,8 @@ def _utc(value: Any) -> str:
 
 async def _show(settings: Settings, action_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from heal.store import actions_repo, timeline_repo
+    from heal.verify import repo as verify_repo
+    from heal.verify.ratings import outcome_fields
 
     async with open_database(settings) as database:
         await require_schema(database)
@@ -83,7 +103,8 @@ async def _show(settings: Settings, action_id: int) -> tuple[dict[str, Any], lis
             if row is None:
                 raise CliError(f"action {action_id} not found")
             timeline = await timeline_repo.for_action(connection, action_id)
-    return row, timeline
+            watch = await verify_repo.for_action(connection, action_id)
+    return {**row, **outcome_fields(watch)}, timeline
 
 
 @app.command("cancel", epilog=examples("heal actions cancel 3 --reason 'fixed by hand'"))

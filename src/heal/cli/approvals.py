@@ -174,7 +174,8 @@ AsUser = Annotated[
 ]
 
 
-def _token(token: str | None, token_file: Path | None) -> str:
+def token_of(token: str | None, token_file: Path | None) -> str:
+    """The caller's own token, from --token (HEAL_TOKEN) or --token-file."""
     if token_file is not None:
         try:
             lines = token_file.read_text(encoding="utf-8").splitlines()
@@ -209,7 +210,9 @@ def _decide(
             "signing as a name is only for --break-glass; " + SIGN_HINT, param_hint="--as"
         )
     else:
-        result = _decide_through_api(approval_id, approve, comment, url, _token(token, token_file))
+        result = _decide_through_api(
+            approval_id, approve, comment, url, token_of(token, token_file)
+        )
     out().print(
         f"approval {approval_id}: {result['status']} "
         f"({result['signatures']} of {result['required_signatures']} signatures); action "

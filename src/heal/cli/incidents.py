@@ -9,15 +9,19 @@ from rich.table import Table
 from rich.text import Text
 
 from heal.cli import render
+from heal.cli.approvals import Token, TokenFile, Url, token_of
 from heal.cli.common import (
+    API_TIMEOUT_SECONDS,
+    API_URL,
     DatabaseUrl,
     JsonOutput,
+    api_error_detail,
     make_settings,
     open_database,
     require_schema,
     run,
 )
-from heal.cli.console import CliError, examples, group, out, print_json
+from heal.cli.console import CliError, examples, fail, group, out, print_json
 from heal.domain.incidents import IncidentStatus
 
 if TYPE_CHECKING:
@@ -108,6 +112,8 @@ def show(
                 ("group", render.labels(incident["group_labels"])),
                 ("opened", render.when(incident["opened_at"]) + " UTC"),
                 ("resolved", _resolved(incident)),
+                ("outcome", incident["outcome"] or "-"),
+                ("effectiveness", _score(incident)),
             ]
         )
     )
@@ -117,6 +123,17 @@ def show(
     console.print(_actions(actions))
     console.print()
     console.print(render.timeline(timeline))
+
+
+def _score(incident: dict[str, Any]) -> str:
+    score = incident["effectiveness"]
+    if score is None:
+        return "-"
+    rating = incident["rating"]
+    if rating is None:
+        return f"{score}/5 (from the outcome)"
+    say = f": {rating['comment']}" if rating["comment"] else ""
+    return f"{score}/5 (rated by {rating['rated_by']}{say})"
 
 
 def _resolved(incident: dict[str, Any]) -> str:
@@ -149,6 +166,7 @@ def _actions(rows: list[dict[str, Any]]) -> Table:
     table.add_column("action")
     table.add_column("status")
     table.add_column("failure_type")
+    table.add_column("outcome")
     table.add_column("node")
     table.add_column("message", overflow="fold")
     for row in rows:
@@ -158,6 +176,7 @@ def _actions(rows: list[dict[str, Any]]) -> Table:
             row["action_name"],
             render.status(row["status"]),
             Text(failure, style="red") if failure else Text("-", style="dim"),
+            render.plain(row["outcome"]),
             render.plain(row["current_node"]),
             render.plain(row["message"]),
         )
@@ -168,6 +187,7 @@ async def _show(
     settings: Settings, incident_id: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     from heal.store import alerts_repo, incidents_repo, timeline_repo
+    from heal.verify.ratings import outcome_fields, outcomes_by_action, remediation
 
     async with open_database(settings) as database:
         await require_schema(database)
@@ -178,4 +198,66 @@ async def _show(
             alerts = await alerts_repo.for_incident(connection, incident_id)
             actions = await incidents_repo.actions_of(connection, incident_id)
             timeline = await timeline_repo.for_incident(connection, incident_id)
-    return incident, alerts, actions, timeline
+            outcomes = await outcomes_by_action(connection, incident_id)
+            summary = await remediation(connection, incident)
+    actions = [{**a, **outcome_fields(outcomes.get(a["id"]))} for a in actions]
+    return {**incident, **summary}, alerts, actions, timeline
+
+
+@app.command(
+    "rate",
+    epilog=examples(
+        "heal incidents rate 1 5 --token $ALICE_TOKEN",
+        "heal incidents rate 1 2 --comment 'fixed only after a manual restart'",
+    ),
+)
+def rate(
+    incident_id: Annotated[int, typer.Argument(metavar="ID", help="the incident's id")],
+    score: Annotated[
+        int, typer.Argument(metavar="SCORE", min=1, max=5, help="1 (did not help) to 5 (fixed it)")
+    ],
+    comment: Annotated[
+        str, typer.Option("--comment", help="why, for the timeline", show_default=False)
+    ] = "",
+    url: Url = API_URL,
+    token: Token = None,
+    token_file: TokenFile = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Rate the incident's remediation 1-5, through the API with your own token; your
+    earlier rating is replaced, and the latest rating is its effectiveness score."""
+    answer = _rate_through_api(incident_id, score, comment, url, token_of(token, token_file))
+    if as_json:
+        print_json(answer)
+        return
+    out().print(
+        f"incident {incident_id} rated {score}/5; effectiveness {answer['effectiveness']}/5"
+    )
+
+
+def _rate_through_api(
+    incident_id: int, score: int, comment: str, url: str, token: str
+) -> dict[str, Any]:
+    import httpx
+
+    endpoint = f"{url.rstrip('/')}/api/v1/incidents/{incident_id}/rating"
+    try:
+        response = httpx.post(
+            endpoint,
+            json={"score": score, "comment": comment},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=API_TIMEOUT_SECONDS,
+        )
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach heal at {url}: {exc}", hint="Is `heal serve` running?")
+    if response.status_code == 200:
+        answer: dict[str, Any] = response.json()
+        return answer
+    detail = api_error_detail(response)
+    if response.status_code == 401:
+        fail(f"heal refused the token: {detail}")
+    if response.status_code == 403:
+        fail(f"refused: {detail}", code=3)
+    fail(
+        detail if response.status_code == 404 else f"heal answered {response.status_code}: {detail}"
+    )

@@ -27,6 +27,9 @@ class EventKind(StrEnum):
     STALE_RESULT = "node.stale_result"
     WAKE_RECOVERED = "action.wake_recovered"
     COMMIT_RETRIED = "action.commit_retried"
+    # Verification of fixes: the outcome beside the status, and people's ratings.
+    ACTION_OUTCOME = "action.outcome"
+    INCIDENT_RATED = "incident.rated"
 
 
 @dataclass(frozen=True, slots=True)

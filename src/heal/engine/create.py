@@ -7,7 +7,7 @@ from typing import Any
 
 from heal.domain.actions import ActionStatus, FailureType, Signal
 from heal.policy.expressions import ExpressionError, render
-from heal.policy.models import ActionBase
+from heal.policy.models import ActionBase, Verify
 from heal.policy.plugins import parse_action
 
 
@@ -99,3 +99,10 @@ def new_action_row(
         "settings": settings,
     }
     return row
+
+
+def snapshot_verify(row: dict[str, Any], verify: Verify | None) -> None:
+    """Keep the verification the action gets (its rule's and its own keys) with its
+    snapshot: a later policy reload does not change how a running action is judged."""
+    if verify is not None:
+        row["config"] = {**row["config"], "verify": verify.model_dump(mode="json")}

@@ -22,10 +22,11 @@ from heal.approvals.gate import Silence
 from heal.domain.actions import ActionStatus, FailureType, Signal
 from heal.domain.redaction import Redactor
 from heal.domain.timeline import EventKind
-from heal.engine.create import inflight_key, new_action_row
+from heal.engine.create import inflight_key, new_action_row, snapshot_verify
 from heal.engine.interfaces import WakeScheduler
 from heal.engine.machine import ActionState
 from heal.ingest.service import gate, request_approval
+from heal.policy.models import effective_verify
 from heal.policy.ruleset import RuleSet
 from heal.store import actions_repo, silences_repo, timeline_repo
 
@@ -138,6 +139,8 @@ class FallbackHook:
             now=notes.now,
         )
         row["context"]["fallback"] = {"of": before["id"], "chain": [*chain, fallback]}
+        rule = next((r for r in policy.rules if r.name == before["rule"]), None)
+        snapshot_verify(row, effective_verify(rule.verify if rule else None, config.verify))
         if row["status"] == ActionStatus.RECEIVED.value:
             silences = [
                 Silence.from_row(r) for r in await silences_repo.active(connection, notes.now)

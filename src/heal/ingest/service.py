@@ -14,27 +14,30 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from heal.approvals.gate import Silence, auto_approval, expiry, requirement
+from heal.approvals.gate import (
+    Silence,
+    auto_approval,
+    open_approval,
+    requirement,
+    wait_for_approval,
+)
 from heal.approvals.lifecycle import on_incidents_resolved
 from heal.domain.actions import ActionStatus, FailureType, Signal
 from heal.domain.alerts import Alert, AlertStatus, IngestVerdict, admit_all, classify
-from heal.domain.approvals import HEAL_REQUESTER, ApprovalStatus
 from heal.domain.incidents import IncidentStatus, group_key, incident_title, worse_severity
 from heal.domain.redaction import Redactor
 from heal.domain.timeline import EventKind
-from heal.engine.create import inflight_key, new_action_row
+from heal.engine.create import inflight_key, new_action_row, snapshot_verify
 from heal.engine.engine import utcnow
 from heal.engine.interfaces import WakeScheduler
 from heal.observability import metrics
 from heal.observability.logging import get_logger
-from heal.policy.models import ActionBase, ApprovalRequirement, Policy, Rule
+from heal.policy.models import ActionBase, ApprovalRequirement, Policy, Rule, effective_verify
 from heal.policy.ruleset import RuleSet
 from heal.store import (
     actions_repo,
     alerts_repo,
-    approvals_repo,
     incidents_repo,
-    notifications_repo,
     silences_repo,
     timeline_repo,
 )
@@ -285,6 +288,7 @@ class IngestService:
                     settings=ruleset.policy.settings,
                     now=now,
                 )
+                snapshot_verify(row, effective_verify(candidate.rule.verify, config.verify))
                 if row["status"] == ActionStatus.RECEIVED.value:
                     if silences is None:
                         silences = [
@@ -443,23 +447,8 @@ async def gate(
         condition, reason = auto
         row["_gate_note"] = f"auto-approved by condition {condition.name!r}: {reason}"
         return
-    expires_at = expiry(needed, now)
-    row.update(
-        status=ActionStatus.WAITING.value,
-        next_poll_at=None,
-        approval_expires_at=expires_at,
-        next_wake_at=expires_at,
-    )
-    if config.approval_ticket is not None:  # ask through an ITSM ticket, right away
-        row.update(
-            current_node=config.approval_ticket.nodes[0].function,
-            next_poll_at=now,
-            next_wake_at=now,
-        )
+    wait_for_approval(row, config, needed, now)
     row["_approval"] = needed
-    # Kept with the action: what the approval asked for, e.g. its on_resolve choice,
-    # must not change with a later policy reload.
-    row["config"] = {**row["config"], "approval": needed.model_dump(mode="json")}
 
 
 async def request_approval(
@@ -470,39 +459,14 @@ async def request_approval(
     now: datetime,
     note: Callable[..., None],
 ) -> None:
-    risk = row["config"]["action"].get("risk", "medium")
-    approval_id = await approvals_repo.insert_one(
-        connection,
-        {
-            "action_id": action_id,
-            "incident_id": row["incident_id"],
-            "status": ApprovalStatus.PENDING.value,
-            "risk": risk,
-            "required_signatures": needed.required_signatures,
-            "approver_groups": needed.approver_groups,
-            "requested_by": HEAL_REQUESTER,
-            "requested_at": now,
-            "expires_at": row["approval_expires_at"],
-        },
-    )
-    groups = f" from {', '.join(needed.approver_groups)}" if needed.approver_groups else ""
+    approval_id, message = await open_approval(connection, row, action_id, needed, now)
     note(
         row["incident_id"],
         EventKind.ACTION_STATUS,
-        f"approval #{approval_id} requested: {needed.required_signatures} signature(s)"
-        f"{groups}, risk {risk}, expires {row['approval_expires_at']:%Y-%m-%d %H:%M:%S} UTC",
+        message,
         action_id=action_id,
         status="waiting",
         approval_id=approval_id,
-    )
-    await notifications_repo.enqueue(
-        connection,
-        incident_id=row["incident_id"],
-        kind="card",
-        text=f"{row['action_name']} (risk {risk}) awaits approval",
-        now=now,
-        approval_id=approval_id,
-        action_id=action_id,
     )
 
 

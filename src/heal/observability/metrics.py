@@ -19,6 +19,12 @@ ACTION_STATUS = Counter(
     "Action status changes, by the status entered",
     ["status", "rule", "action"],
 )
+# The verdict of a verified action (verify:): verified, ineffective or relapsed.
+ACTION_OUTCOMES = Counter(
+    "heal_action_outcomes_total",
+    "Verdicts on whether a successful action fixed its incident, by outcome",
+    ["outcome", "rule", "action"],
+)
 WAKE_LATENESS = Histogram(
     "heal_wake_lateness_seconds",
     "How long after it was due a wake started",

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from heal.domain.actions import Signal
 from heal.domain.approvals import OnResolve, TimeWindow
 from heal.domain.matchers import LabelMatcher
+from heal.domain.verification import OnIneffective
 from heal.policy.expressions import ValueFormat, check_expression, check_template
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -326,6 +327,34 @@ class ApprovalTicket(StrictModel):
     """A node run once if the approval expires first (e.g. to revoke the ticket)."""
 
 
+class Verify(StrictModel):
+    """``verify:`` on a rule or an action: after the action ends success, heal watches its
+    incident and records whether the fix worked (the action's outcome: verified,
+    ineffective or relapsed). An action's keys override its rule's, key by key."""
+
+    within: Annotated[int, Field(ge=30, le=86400)] = 300
+    """Seconds after the action's success by which every alert of the incident must have
+    resolved (30 s to 1 day); still firing then: ineffective."""
+    quiet_for: Annotated[int, Field(ge=0, le=7 * 86400)] = 600
+    """Seconds after the resolution during which the alerts must not fire again (0 to 7
+    days); a new firing of the same alert, or a new incident of the same group: relapsed."""
+    on_ineffective: OnIneffective = OnIneffective.NONE
+    """What to do when the fix did not work (ineffective or relapsed): 'escalate' tells the
+    incident's chat thread with the evidence and asks approval for the rule's next action;
+    'rollback' runs the action's rollback; 'none' only records the outcome."""
+
+
+def effective_verify(rule: Verify | None, action: Verify | None) -> Verify | None:
+    """The verification an action of a rule gets: the action's keys over the rule's."""
+    if rule is None and action is None:
+        return None
+    merged: dict[str, Any] = {}
+    for part in (rule, action):
+        if part is not None:
+            merged.update(part.model_dump(exclude_unset=True))
+    return Verify.model_validate(merged)
+
+
 class ActionBase(StrictModel):
     """What every action type shares: approval, deadline, retries, fallback. A type adds
     its own keys and compiles them into the steps the engine runs (``steps``)."""
@@ -357,6 +386,13 @@ class ActionBase(StrictModel):
     fallback: str | None = None
     """Another action (by name) that runs next for the same incident when this one fails
     after its retries; on the timeline as a fallback."""
+    verify: Verify | None = None
+    """Check that the action fixed the incident once it succeeded (overrides the rule's
+    verify key by key); unset: as the rule says, or no verification."""
+    rollback: str | None = None
+    """Another action (by name) that undoes this one: run when verification finds this one
+    ineffective and on_ineffective is rollback. Unset on a kubernetes action: a rollback
+    operation of the same target."""
 
     @property
     def steps(self) -> list[Step]:
@@ -438,6 +474,8 @@ class Rule(StrictModel):
     """The actions to start, and on which signal."""
     continue_matching: bool = Field(default=False, alias="continue")
     """Let the next matching rule act on the alert too (as in Alertmanager)."""
+    verify: Verify | None = None
+    """Check that the rule's actions fixed the incident (each action may override it)."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True

@@ -71,6 +71,7 @@ def reference_errors(data: Any) -> list[Finding]:
             where = ("actions", name)
             findings.extend(_action_findings(where, action, declared))
             findings.extend(_fallback_findings(where, action, actions))
+            findings.extend(_rollback_findings(where, action, actions))
             if action.get("type") != "http":
                 findings.extend(_executor_findings(where, action, declared, data))
     return findings
@@ -79,7 +80,16 @@ def reference_errors(data: Any) -> list[Finding]:
 # Keys of an executor action that are not templates of its steps (checked elsewhere, or
 # plain values).
 _NOT_STEP_TEMPLATES = frozenset(
-    {"type", "description", "approval", "approval_ticket", "template_detail", "params"}
+    {
+        "type",
+        "description",
+        "approval",
+        "approval_ticket",
+        "template_detail",
+        "params",
+        "verify",
+        "rollback",
+    }
 )
 
 
@@ -146,6 +156,26 @@ def _fallback_findings(
                 (*where, "fallback"),
                 f"fallback {fallback!r} is not a defined action"
                 f"{_suggestion(fallback, map(str, actions))}",
+                at_value=True,
+            )
+        ]
+    return []
+
+
+def _rollback_findings(
+    where: Loc, action: dict[str, Any], actions: dict[Any, Any]
+) -> list[Finding]:
+    rollback = action.get("rollback")
+    if not isinstance(rollback, str):
+        return []
+    if rollback == where[-1]:
+        return [Finding((*where, "rollback"), "an action cannot be its own rollback", True)]
+    if rollback not in actions:
+        return [
+            Finding(
+                (*where, "rollback"),
+                f"rollback {rollback!r} is not a defined action"
+                f"{_suggestion(rollback, map(str, actions))}",
                 at_value=True,
             )
         ]

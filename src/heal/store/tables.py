@@ -265,3 +265,44 @@ notifications = Table(
     Column("error", Text, nullable=True),
 )
 Index("ix_notifications_status_next", notifications.c.status, notifications.c.next_attempt_at)
+
+# -- verification of fixes ------------------------------------------------------------------
+# One row per action that ended success under a ``verify:``: the watch of its incident, its
+# deadlines and its verdict. Rows, never memory: a restart mid-window still reaches one.
+verifications = Table(
+    "verifications",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("action_id", Id, ForeignKey("actions.id"), nullable=False, unique=True),
+    Column("incident_id", Id, ForeignKey("incidents.id"), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("action_name", String(200), nullable=False),
+    # "pending" | "verified" | "ineffective" | "relapsed"
+    Column("outcome", String(20), nullable=False),
+    Column("on_ineffective", String(20), nullable=False),
+    Column("quiet_for", Integer, nullable=False),
+    # When the action succeeded, and by when the incident must have resolved.
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("within_at", UTCDateTime(), nullable=False),
+    # When the incident resolved in time, and until when it must stay quiet.
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    Column("quiet_until", UTCDateTime(), nullable=True),
+    Column("outcome_at", UTCDateTime(), nullable=True),
+    # What the verdict rests on: alerts still firing, or firing again.
+    Column("evidence", Json, nullable=False),
+)
+Index("ix_verifications_outcome", verifications.c.outcome)
+Index("ix_verifications_incident_id", verifications.c.incident_id)
+
+# People's ratings (1-5) of an incident's remediation: one per person, the last one wins.
+ratings = Table(
+    "ratings",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("incident_id", Id, ForeignKey("incidents.id"), nullable=False),
+    Column("rated_by", String(200), nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("comment", Text, nullable=True),
+    Column("at", UTCDateTime(), nullable=False),
+)
+Index("uq_ratings_incident_rated_by", ratings.c.incident_id, ratings.c.rated_by, unique=True)

@@ -1,0 +1,1 @@
+"""Verification of fixes: did a successful action make its incident go away and stay away."""
