@@ -22,7 +22,7 @@ from heal.domain.alerts import Alert, AlertStatus, fingerprint_of
 from heal.domain.approvals import Signer
 from heal.engine.interfaces import NodeCall, NodeFailed, NodeResult
 from heal.store import actions_repo, approvals_repo, incidents_repo, timeline_repo
-from heal.verify import repo as verify_repo
+from heal.store import verifications_repo as verify_repo
 
 ST2_POLICY = """
 settings:

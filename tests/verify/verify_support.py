@@ -11,8 +11,8 @@ from helpers import Clock, alert, drive, policy_text
 from heal.app import Heal
 from heal.domain.alerts import Alert, AlertStatus
 from heal.store import actions_repo, timeline_repo
+from heal.store import verifications_repo as repo
 from heal.store.tables import notifications
-from heal.verify import repo
 from heal.verify.ratings import remediation
 
 WITHIN = 300

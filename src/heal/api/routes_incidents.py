@@ -22,7 +22,7 @@ from heal.app import Heal
 from heal.domain.incidents import IncidentStatus
 from heal.engine.engine import ActionNotFound
 from heal.store import actions_repo, alerts_repo, incidents_repo, timeline_repo
-from heal.verify import repo as verify_repo
+from heal.store import verifications_repo as verify_repo
 from heal.verify.ratings import (
     IncidentNotFound,
     outcome_fields,

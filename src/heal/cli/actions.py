@@ -93,7 +93,7 @@ def _utc(value: Any) -> str:
 
 async def _show(settings: Settings, action_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from heal.store import actions_repo, timeline_repo
-    from heal.verify import repo as verify_repo
+    from heal.store import verifications_repo as verify_repo
     from heal.verify.ratings import outcome_fields
 
     async with open_database(settings) as database:

@@ -12,8 +12,8 @@ from heal.domain.redaction import Redactor
 from heal.domain.timeline import EventKind, TimelineEntry
 from heal.domain.verification import Outcome, effectiveness_score, valid_score
 from heal.store import incidents_repo, timeline_repo
+from heal.store import verifications_repo as repo
 from heal.store.db import Database
-from heal.verify import repo
 
 
 class IncidentNotFound(Exception):

@@ -35,8 +35,8 @@ from heal.observability.logging import get_logger
 from heal.policy.models import Verify, effective_verify
 from heal.policy.ruleset import RuleSet
 from heal.store import actions_repo, incidents_repo, notifications_repo, timeline_repo
+from heal.store import verifications_repo as repo
 from heal.store.db import Database
-from heal.verify import repo
 from heal.verify.followup import create_followup, next_action, rollback_of
 
 log = get_logger("heal.verify")
