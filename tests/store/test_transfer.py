@@ -26,6 +26,7 @@ from heal.store import (
 )
 from heal.store.db import Database
 from heal.store.tables import metadata
+from heal.verify import ratings
 
 APPROVAL = """
 approval:
@@ -128,6 +129,15 @@ async def _fill_every_table(heal: Heal, clock: Clock) -> None:
         )
     signer = Signer("alice", Role.parse("approver"), frozenset({"sre"}))
     await heal.approvals.sign(approval["id"], signer, approve=True, comment="one of two")
+    async with heal.db.write() as connection:
+        await users_repo.add(connection, "carol", "approver", ["sre"], clock.now)
+    carol = Signer("carol", Role.parse("approver"), frozenset({"sre"}))
+    await heal.approvals.sign(approval["id"], carol, approve=True, comment="two of two")
+    done = await drive(heal, clock, action["id"])  # succeeds: its verification is watched
+    assert done["status"] == "success"
+    await ratings.rate(
+        heal.db, done["incident_id"], "alice", 4, "fixed", clock.now, heal.approvals.redact
+    )
 
 
 async def _all_rows(database: Database, table: Table) -> list[dict[str, Any]]:
@@ -140,7 +150,10 @@ async def test_migrate_to_postgres_copies_every_row_of_every_table(
     make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock, fresh_postgres_url: str
 ) -> None:
     _, url = itsm
-    source = await make_heal(policy_text(url) + APPROVAL, clock=clock)
+    verified = policy_text(url).replace(
+        "    skip_delay: 0\n", "    skip_delay: 0\n    verify: {within: 300, quiet_for: 60}\n"
+    )
+    source = await make_heal(verified + APPROVAL, clock=clock)
     source.approvals.clock = clock
     await _fill_every_table(source, clock)
     empty = [c.name for c in await transfer.count_rows(source.db) if c.rows == 0]
@@ -155,7 +168,7 @@ async def test_migrate_to_postgres_copies_every_row_of_every_table(
             assert await _all_rows(target_db, table) == await _all_rows(source.db, table), table
         async with target_db.write() as connection:
             next_user = await users_repo.add(connection, "bob", "viewer", [], clock.now)
-        assert next_user == 2  # the id sequence moved past the copied ids
+        assert next_user == 3  # the id sequence moved past the copied ids (alice, carol)
     finally:
         await target_db.dispose()
 
