@@ -549,6 +549,7 @@ def test_json_schema() -> None:
         "rules",
         "approval",
         "kubernetes",
+        "notifications",
         "ssh",
     }
     action_types = schema["properties"]["actions"]["additionalProperties"]["oneOf"]
