@@ -151,3 +151,25 @@ class NotificationHook:
                 redact=self.redact,
                 action=action,
             )
+
+
+def delivery_record(row: dict[str, Any]) -> dict[str, Any]:
+    """One outbox row as people read it: a routed event names its one channel; a chat
+    card or update names the chats it reached so far."""
+    routed = row["kind"] == "event"
+    reached = [p for p in (row["sent_to"] or "").split(",") if p]
+    return {
+        "id": row["id"],
+        "incident_id": row["incident_id"],
+        "action_id": row["action_id"],
+        "approval_id": row["approval_id"],
+        "kind": row["kind"],
+        "event": row["event"],
+        "channel": row["channel"] if routed else ",".join(reached) or None,
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "text": row["text"],
+        "error": row["error"],
+        "created_at": row["created_at"],
+        "next_attempt_at": row["next_attempt_at"] if row["status"] == "pending" else None,
+    }
