@@ -16,15 +16,9 @@ from typing import Any
 
 from heal.domain.notifications import CHAT_CHANNELS
 from heal.domain.redaction import Redactor
+from heal.notify.build import Unusable, channel_from
 from heal.notify.channels import ChannelError, ChatChannel, Posted
-from heal.notify.email import EmailChannel
-from heal.notify.webhooks import (
-    DiscordChannel,
-    EventChannel,
-    Message,
-    TeamsChannel,
-    WebhookChannel,
-)
+from heal.notify.webhooks import EventChannel, Message
 from heal.observability.logging import get_logger
 from heal.policy import models
 from heal.policy.models import Policy
@@ -42,37 +36,8 @@ ChannelConfig = (
 )
 
 
-class Unusable(Exception):
-    """The channel cannot be used as configured: no retry will help."""
-
-
 def build_channel(name: str, config: ChannelConfig, secrets: Mapping[str, str]) -> EventChannel:
-    def secret(key: str | None) -> str | None:
-        if key is None:
-            return None
-        if key not in secrets:
-            raise Unusable(f"channel {name}: secret {key!r} is not set")
-        return secrets[key]
-
-    if isinstance(config, models.EmailChannel):
-        return EmailChannel(
-            name,
-            host=config.host,
-            port=config.port,
-            sender=config.sender,
-            to=config.to,
-            starttls=config.starttls,
-            username=config.username,
-            password=secret(config.password_secret),
-            timeout=config.timeout,
-        )
-    url = config.url or secret(config.url_secret)
-    assert url is not None  # the model requires one of them
-    if isinstance(config, models.WebhookChannel):
-        return WebhookChannel(name, url, secret(config.secret))
-    if isinstance(config, models.DiscordChannel):
-        return DiscordChannel(name, url)
-    return TeamsChannel(name, url)
+    return channel_from(name, config.model_dump(), secrets)
 
 
 class RoutedSender:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from email.message import EmailMessage
 
@@ -45,7 +46,8 @@ class EmailChannel:
         mail["To"] = ", ".join(self._to)
         mail["Subject"] = f"[heal] {message.title}"
         # The same id on every retry: a mail system or a reader can tell a repeat.
-        mail["Message-ID"] = f"<heal-notification-{message.delivery_id}@heal>"
+        local = re.sub(r"[^A-Za-z0-9.-]", "-", str(message.delivery_id))
+        mail["Message-ID"] = f"<heal-notification-{local}@heal>"
         mail["X-Heal-Event"] = message.event
         mail.set_content(message.text)
         return mail

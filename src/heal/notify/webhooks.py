@@ -31,7 +31,9 @@ _DISCORD_LIMIT = 2000
 class Message:
     """One notification for one channel."""
 
-    delivery_id: int  # the outbox row: the same on every retry, for receivers' dedup
+    # The same on every retry, for receivers' dedup: the outbox row's id, or the
+    # idempotency key of a notify action's step.
+    delivery_id: int | str
     event: str
     title: str
     text: str
