@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from heal.notify.webhooks import Message, WebhookChannel, signature
-from heal.policy.loader import load_policy_text
+from heal.policy.loader import PolicyError, load_policy_text
 
 DOC = Path(__file__).parents[2] / "docs" / "closed-loop.md"
 
@@ -24,8 +26,9 @@ def _blocks(language: str) -> list[str]:
 
 
 def test_the_example_policy_loads_with_every_channel_type() -> None:
-    (example,) = _blocks("yaml")
-    policy = load_policy_text(example)
+    example, notify = _blocks("yaml")
+    policy = load_policy_text(example + notify)  # the notify action names a channel of it
+    assert policy.actions["page-oncall"].type == "notify"
     kinds = {c.type for c in policy.notifications.channels.values()}
     assert kinds == {"webhook", "discord", "teams", "email"}
     labels = {"service": "checkout", "severity": "critical"}
@@ -55,3 +58,15 @@ def test_the_verification_snippet_accepts_heal_and_refuses_the_rest() -> None:
     old = str(now - 3600)
     replay = {"x-heal-timestamp": old, "x-heal-signature": signature("k3y", old, body)}
     assert not verify("k3y", replay, body)
+
+
+def test_a_channel_naming_an_undeclared_secret_is_refused() -> None:
+    text = "notifications:\n  channels:\n    hook: {type: webhook, url: 'http://x', secret: nope}\n"
+    with pytest.raises(PolicyError, match="undeclared secrets: nope"):
+        load_policy_text(text)
+
+
+def test_a_notify_action_must_name_a_channel_of_the_policy() -> None:
+    text = "actions:\n  page: {type: notify, channel: pager, message: hi}\n"
+    with pytest.raises(PolicyError, match=r"not under notifications\.channels"):
+        load_policy_text(text)

@@ -695,3 +695,25 @@ class Policy(StrictModel):
     with heal.policy.loader (or validate with heal.policy.plugins.policy_model())."""
     rules: list[Rule] = Field(default_factory=list)
     """When to do it: tried in order, the first that matches owns the alert."""
+
+    @model_validator(mode="after")
+    def _notifications_refer_to_what_exists(self) -> Policy:
+        for name, channel in self.notifications.channels.items():
+            named = [getattr(channel, key, None) for key in _CHANNEL_SECRET_KEYS]
+            missing = [n for n in named if n is not None and n not in self.secrets]
+            if missing:
+                raise ValueError(
+                    f"notifications channel {name!r} names undeclared secrets: "
+                    + ", ".join(missing)
+                )
+        for name, action in self.actions.items():
+            target = getattr(action, "channel", None) if action.type == "notify" else None
+            if target is not None and target not in self.notifications.channels:
+                raise ValueError(
+                    f"action {name!r} notifies channel {target!r}, which is not under "
+                    "notifications.channels"
+                )
+        return self
+
+
+_CHANNEL_SECRET_KEYS = ("url_secret", "secret", "password_secret")
