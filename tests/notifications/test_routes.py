@@ -20,7 +20,11 @@ from heal.app import Heal
 from heal.engine.interfaces import NodeCall, NodeResult
 from heal.store import notifications_repo
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+# The outbox's claim, JSON payloads and collapse on PostgreSQL too (run under the lock).
+BOTH = pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 HOOK_KEY = "s3cret-hook-key"
 
@@ -124,6 +128,7 @@ async def world(
         yield World(heal, clock, hook, discord, teams, plugin)
 
 
+@BOTH
 async def test_each_event_reaches_the_channels_its_routes_name(
     make_heal: HealFactory, clock: Clock
 ) -> None:
@@ -170,6 +175,7 @@ async def test_each_event_reaches_the_channels_its_routes_name(
         )
 
 
+@SQLITE
 async def test_an_incident_no_route_matches_writes_nothing(
     make_heal: HealFactory, clock: Clock
 ) -> None:
@@ -182,6 +188,7 @@ async def test_an_incident_no_route_matches_writes_nothing(
         ]
 
 
+@SQLITE
 async def test_discord_429_waits_as_told_then_delivers(
     make_heal: HealFactory, clock: Clock
 ) -> None:
@@ -206,6 +213,7 @@ async def test_discord_429_waits_as_told_then_delivers(
         assert record["status"] == "sent"
 
 
+@SQLITE
 async def test_teams_throttling_is_retried(make_heal: HealFactory, clock: Clock) -> None:
     async with world(make_heal, clock) as w:
         w.teams.throttled = 1
@@ -220,6 +228,7 @@ async def test_teams_throttling_is_retried(make_heal: HealFactory, clock: Clock)
         assert len(w.teams.calls) == 1
 
 
+@SQLITE
 async def test_a_refused_signature_is_a_permanent_failure_and_the_action_still_succeeds(
     make_heal: HealFactory, clock: Clock
 ) -> None:
@@ -243,6 +252,7 @@ async def test_a_refused_signature_is_a_permanent_failure_and_the_action_still_s
         assert {r["status"] for r in await w.records(channel="team-discord")} == {"sent"}
 
 
+@SQLITE
 async def test_an_old_signature_is_refused_by_the_documented_check(
     make_heal: HealFactory, clock: Clock
 ) -> None:
@@ -254,6 +264,7 @@ async def test_an_old_signature_is_refused_by_the_documented_check(
         assert w.hook.rejected == 1
 
 
+@SQLITE
 async def test_a_webhook_that_keeps_failing_gives_up_after_max_attempts(
     make_heal: HealFactory, clock: Clock
 ) -> None:
@@ -271,6 +282,7 @@ async def test_a_webhook_that_keeps_failing_gives_up_after_max_attempts(
         assert "HTTP 503" in record["error"]
 
 
+@BOTH
 async def test_a_storm_for_one_incident_goes_out_as_one_update(
     make_heal: HealFactory, clock: Clock
 ) -> None:
@@ -289,6 +301,7 @@ async def test_a_storm_for_one_incident_goes_out_as_one_update(
         assert statuses == ["sent", "collapsed", "collapsed"]
 
 
+@SQLITE
 async def test_a_channels_rate_limit_postpones_without_counting_an_attempt(
     make_heal: HealFactory, clock: Clock
 ) -> None:
