@@ -7,7 +7,8 @@
   error for an empty or too long ``content``; 429 with ``retry_after`` (seconds) in the
   JSON body and a ``Retry-After`` header when rate limited; 404 for an unknown webhook.
 - ``FakeTeams``: a Teams incoming webhook (MessageCard): 200 with the body ``1``; 400 with
-  a text error for a card without text or summary; 429 when throttled.
+  a text error for a card without text or summary; 429 when throttled; or, as older
+  connectors did, 200 with an error text.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class FakeDiscord(Recorder):
 @dataclass
 class FakeTeams(Recorder):
     throttled: int = 0
+    # Older connectors answered 200 with an error text instead of an error status.
+    answer_200_with: str | None = None
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/webhookb2/{path:path}", self._handle, methods=["POST"])])
@@ -107,6 +110,8 @@ class FakeTeams(Recorder):
             return PlainTextResponse(
                 "Microsoft Teams endpoint returned HTTP error 429", status_code=429
             )
+        if self.answer_200_with is not None:
+            return PlainTextResponse(self.answer_200_with)
         if payload.get("@type") != "MessageCard" or not (
             payload.get("text") or payload.get("summary")
         ):
