@@ -58,9 +58,11 @@ class Runs(PluginStub):
         return NodeResult(outputs={"exit_code": 0})
 
 
-async def _heal(make_heal: HealFactory, clock: Clock, hook_url: str, slack_url: str) -> Heal:
+async def _heal(
+    make_heal: HealFactory, clock: Clock, hook_url: str, slack_url: str, policy: str = POLICY
+) -> Heal:
     heal: Heal = await make_heal(
-        POLICY.replace("HOOK_URL", hook_url),
+        policy.replace("HOOK_URL", hook_url),
         clock=clock,
         environ={"HEAL_TEST_ROUTE_KEY": KEY},
         slack_bot_token=SLACK_TOKEN,
@@ -146,3 +148,43 @@ async def test_an_unanswered_approval_expires_into_the_route(
         await heal.chat.run_once()
         assert [c.method for c in hook.calls] == ["approval_requested", "approval_expired"]
         assert "expired unanswered" in hook.calls[1].payload["text"]
+
+
+class DiesAfterTheHooks:
+    """Every hook writes its rows, then the connection is lost before the commit."""
+
+    def __init__(self, hooks: Any) -> None:
+        self.hooks = hooks
+
+    async def on_transition(self, *args: Any) -> None:
+        await self.hooks.on_transition(*args)
+        raise ConnectionError("power cut")
+
+
+async def test_an_event_commits_with_its_decision_or_not_at_all(
+    make_heal: HealFactory, clock: Clock
+) -> None:
+    """The action's end is lost with its commit (heal died after the hooks wrote): so is
+    its event; the wake that runs it again writes it once."""
+    hook, slack = FakeReceiver(KEY, now=clock.now.timestamp()), FakeSlack(SLACK_TOKEN)
+    async with serving(hook.app()) as hook_url, serving(slack.app()) as slack_url:
+        heal = await _heal(
+            make_heal,
+            clock,
+            hook_url,
+            slack_url,
+            # No approval to wait for; a command safe to run again after heal died.
+            policy=POLICY.replace("enabled: true", "enabled: false").replace(
+                "command: [/bin/true]", "command: [/bin/true]\n    idempotent: true"
+            ),
+        )
+        await heal.ingest.ingest([alert()])
+        hooks, retry = heal.engine.hook, heal.engine.commit_retry
+        heal.engine.hook, heal.engine.commit_retry = DiesAfterTheHooks(hooks), 0
+        with pytest.raises(ConnectionError):
+            await heal.engine.wake(1, 0)
+        assert await _events(heal, "hook") == []
+        heal.engine.hook, heal.engine.commit_retry = hooks, retry
+        done = await drive(heal, clock, 1)
+        assert done["status"] == "success", done["message"]
+        assert await _events(heal, "hook") == [("action_succeeded", "pending")]
