@@ -11,6 +11,7 @@ from conftest import HealFactory
 from fakes.hooks import FakeReceiver
 from fakes.server import serving
 from fakes.slack import FakeSlack
+from fakes.telegram import FakeTelegram
 from helpers import Clock, PluginStub, alert, drive
 
 from heal.app import Heal
@@ -21,6 +22,7 @@ from heal.store import approvals_repo, notifications_repo
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 SLACK_TOKEN = "xoxb-slack-token-for-the-routes"
+TELEGRAM_TOKEN = "123456:telegram-token-for-the-routes"
 KEY = "route-hook-key"
 
 POLICY = """
@@ -188,3 +190,39 @@ async def test_an_event_commits_with_its_decision_or_not_at_all(
         done = await drive(heal, clock, 1)
         assert done["status"] == "success", done["message"]
         assert await _events(heal, "hook") == [("action_succeeded", "pending")]
+
+
+async def test_telegram_as_a_routes_channel_replies_to_the_incidents_card(
+    make_heal: HealFactory, clock: Clock
+) -> None:
+    telegram = FakeTelegram(TELEGRAM_TOKEN)
+    hook = FakeReceiver(KEY, now=clock.now.timestamp())
+    async with serving(telegram.app()) as telegram_url, serving(hook.app()) as hook_url:
+        policy = POLICY.replace("HOOK_URL", hook_url).replace(
+            "channels: [slack]", "channels: [telegram]"
+        )
+        heal: Heal = await make_heal(
+            policy,
+            clock=clock,
+            environ={"HEAL_TEST_ROUTE_KEY": KEY},
+            telegram_bot_token=TELEGRAM_TOKEN,
+            telegram_chat_id="-1001",
+            telegram_api_url=telegram_url,
+        )
+        for part in (heal.approvals, heal.chat, heal.chat.routed):
+            part.clock = clock  # type: ignore[union-attr]
+        await heal.ingest.ingest([alert()])
+        await heal.chat.run_once()  # the approval card
+        await heal.ingest.ingest([alert(status="resolved")])
+        await heal.chat.run_once()
+
+        card, *rest = telegram.sent("sendMessage")
+        assert "reply_parameters" not in card  # the approval's card, with its buttons
+        (resolved,) = [m for m in rest if m["text"] == "incident resolved: all alerts resolved"]
+        async with heal.db.read() as connection:
+            posted = await notifications_repo.card_of(
+                connection, provider="telegram", incident_id=1
+            )
+        assert posted is not None
+        assert resolved["reply_parameters"]["message_id"] == int(posted["message_id"])
+        assert await _events(heal, "telegram") == [("incident_resolved", "sent")]

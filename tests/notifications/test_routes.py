@@ -48,6 +48,8 @@ notifications:
     - match: {service: checkout}
       events: [incident_opened, incident_resolved]
       channels: [team-teams, ops-webhook]
+    - events: [incident_resolved]
+      channels: [slack]  # not configured in these tests
     - match: {alertname: BillingDown}
       events: [incident_opened]
       channels: [team-teams]
