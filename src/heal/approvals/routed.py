@@ -88,9 +88,7 @@ class RoutedSender:
                 connection, row["id"], row["next_attempt_at"], now + self.lease
             ):
                 return
-            waiting = await notifications_repo.waiting_events(
-                connection, row["incident_id"], name, now
-            )
+            waiting = await notifications_repo.waiting_events(connection, row["incident_id"], name)
         others = [w for w in waiting if w["id"] != row["id"]]
         threshold = self.policy().notifications.collapse_after
         storm = others if len(others) + 1 >= threshold else []

@@ -66,9 +66,9 @@ async def listing(
 
 
 async def waiting_events(
-    connection: AsyncConnection, incident_id: int, channel: str, now: datetime
+    connection: AsyncConnection, incident_id: int, channel: str
 ) -> list[dict[str, Any]]:
-    """Routed events for ``channel`` about the incident, pending and due (oldest first)."""
+    """Routed events for ``channel`` about the incident still to send (oldest first)."""
     rows = await connection.execute(
         select(notifications)
         .where(

@@ -47,7 +47,6 @@ _OUTCOME_EVENTS = {
     Outcome.VERIFIED: Event.OUTCOME_VERIFIED,
     Outcome.INEFFECTIVE: Event.OUTCOME_INEFFECTIVE,
     Outcome.RELAPSED: Event.OUTCOME_RELAPSED,
-    Outcome.PENDING: Event.OUTCOME_VERIFIED,  # never a verdict; here for a total map
 }
 SWEEP_BATCH = 200
 
@@ -171,21 +170,23 @@ class VerificationService:
                     action_id=watch["action_id"],
                 )
             ]
-            await announce(
-                connection,
-                self.rules().policy,
-                _OUTCOME_EVENTS[verdict.outcome],
-                incident,
-                verdict.message,
-                now,
-                redact=self.redact,
-                action={
-                    "id": watch["action_id"],
-                    "action_name": watch["action_name"],
-                    "rule": watch["rule"],
-                    "status": "success",
-                },
-            )
+            event = _OUTCOME_EVENTS.get(verdict.outcome)
+            if event is not None:
+                await announce(
+                    connection,
+                    self.rules().policy,
+                    event,
+                    incident,
+                    verdict.message,
+                    now,
+                    redact=self.redact,
+                    action={
+                        "id": watch["action_id"],
+                        "action_name": watch["action_name"],
+                        "rule": watch["rule"],
+                        "status": "success",
+                    },
+                )
             if verdict.outcome.is_failure:
                 notes += await self._on_ineffective(
                     connection, watch, incident, verdict, now, wakes
