@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from heal.approvals.dispatcher import ChatDispatcher
+from heal.approvals.notices import NotificationHook
 from heal.approvals.service import ApprovalService
 from heal.domain.access import Scope
 from heal.domain.redaction import Redactor
@@ -100,10 +101,17 @@ class Heal:
         ruleset = RuleSet(policy)
         plugins = PluginSet(PluginContext(lambda: holder.ruleset.policy, secrets, redact))
         channels = chat_channels(settings)
-        approvals = ApprovalService(db, runtime, redact, announce_outcomes=bool(channels))
+        approvals = ApprovalService(
+            db,
+            runtime,
+            redact,
+            announce_outcomes=bool(channels),
+            policy=lambda: holder.ruleset.policy,
+        )
         fallbacks = FallbackHook(runtime, lambda: holder.ruleset, redact)
         verification = VerificationService(db, runtime, lambda: holder.ruleset, redact)
-        hooks = Hooks(approvals, fallbacks, verification)
+        notices = NotificationHook(lambda: holder.ruleset.policy, redact)
+        hooks = Hooks(approvals, fallbacks, verification, notices)
         engine = Engine(db, runtime, plugins, secrets, hook=hooks, redact=redact)
         holder = cls(
             settings=settings,
@@ -119,6 +127,8 @@ class Heal:
                 channels,
                 redact,
                 card_window=timedelta(seconds=settings.chat_card_window),
+                policy=lambda: holder.ruleset.policy,
+                secrets=secrets,
             ),
             verification=verification,
             token_hashes=settings.token_hashes(),

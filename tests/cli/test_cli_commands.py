@@ -118,7 +118,7 @@ def test_policy_types_lists_every_installed_type() -> None:
     assert result.exit_code == 0, result.output
     listed = json.loads(result.stdout)
     names = [t["name"] for t in listed["types"]]
-    assert names == ["http", "kubernetes", "stackstorm", "ssh", "local"]
+    assert names == ["http", "kubernetes", "stackstorm", "ssh", "local", "notify"]
     assert listed["failed_to_load"] == []
     table = heal_cli("policy", "types")
     assert "restart, scale or roll back a workload" in table.output

@@ -549,10 +549,11 @@ def test_json_schema() -> None:
         "rules",
         "approval",
         "kubernetes",
+        "notifications",
         "ssh",
     }
     action_types = schema["properties"]["actions"]["additionalProperties"]["oneOf"]
-    assert len(action_types) == 5  # http, kubernetes, stackstorm, ssh, local
+    assert len(action_types) == 6  # http, kubernetes, stackstorm, ssh, local, notify
 
 
 def test_unquoted_scalar_matcher_values_are_label_strings() -> None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from heal.approvals.routed import RoutedSender
 from heal.domain.approvals import ApprovalStatus
 from heal.domain.incidents import IncidentStatus
 from heal.domain.redaction import Redactor
@@ -27,6 +28,7 @@ from heal.engine.engine import utcnow
 from heal.notify.cards import Card
 from heal.notify.channels import ChannelError, ChatChannel, Posted
 from heal.observability.logging import get_logger
+from heal.policy.models import Policy
 from heal.store import actions_repo, approvals_repo, incidents_repo, notifications_repo
 from heal.store.db import Database
 
@@ -81,6 +83,8 @@ class ChatDispatcher:
         lease: timedelta = timedelta(seconds=60),
         card_window: timedelta = timedelta(minutes=10),
         max_attempts: int = 8,
+        policy: Callable[[], Policy] | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> None:
         self.db = database
         self.channels = list(channels)
@@ -92,9 +96,25 @@ class ChatDispatcher:
         self.card_window = card_window
         self.max_attempts = max_attempts
         self._task: asyncio.Task[None] | None = None
+        # Routed events (``notifications:``), one channel per row.
+        self.routed = (
+            RoutedSender(
+                database,
+                self.channels,
+                policy,
+                secrets or {},
+                self.redact,
+                clock,
+                lease=lease,
+                max_attempts=max_attempts,
+            )
+            if policy is not None
+            else None
+        )
 
     def start(self) -> None:
-        if self._task is None and self.channels:
+        routed = self.routed is not None and self.routed.configured()
+        if self._task is None and (self.channels or routed):
             self._task = asyncio.create_task(self._loop(), name="heal-chat-dispatcher")
 
     async def stop(self) -> None:
@@ -105,6 +125,8 @@ class ChatDispatcher:
             self._task = None
         for channel in self.channels:
             await channel.aclose()
+        if self.routed is not None:
+            await self.routed.aclose()
 
     async def _loop(self) -> None:
         while True:
@@ -139,6 +161,15 @@ class ChatDispatcher:
 
     async def deliver(self, row: dict[str, Any]) -> None:
         """Send one claimed notification to every chat it has not reached yet."""
+        if row["kind"] == "event":
+            if self.routed is None:
+                async with self.db.write() as connection:
+                    await notifications_repo.finish(
+                        connection, row["id"], "skipped", "no routed channels here"
+                    )
+            else:
+                await self.routed.deliver(row)
+            return
         sent_to = [p for p in (row["sent_to"] or "").split(",") if p]
         errors: list[ChannelError] = []
         later: list[datetime] = []

@@ -9,9 +9,11 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from heal.approvals.notices import announce
 from heal.domain.actions import ActionStatus
 from heal.domain.approvals import HEAL_REQUESTER, ApprovalStatus, RiskLevel, TimeWindow
 from heal.domain.matchers import LabelMatcher, matches_all
+from heal.domain.notifications import Event
 from heal.policy.models import ActionBase, ApprovalRequirement, AutoApprove, Policy
 from heal.store import approvals_repo, notifications_repo
 from heal.store.tables import actions
@@ -136,6 +138,7 @@ async def open_approval(
     action_id: int,
     needed: ApprovalRequirement,
     now: datetime,
+    policy: Policy | None = None,
 ) -> tuple[int, str]:
     """The pending approval of a waiting action just inserted, and its chat card in the
     outbox. Returns the approval's id and the timeline's sentence about it."""
@@ -164,6 +167,17 @@ async def open_approval(
         approval_id=approval_id,
         action_id=action_id,
     )
+    if policy is not None:
+        await announce(
+            connection,
+            policy,
+            Event.APPROVAL_REQUESTED,
+            row["incident_id"],
+            f"{row['action_name']!r} (risk {risk}) awaits approval{groups}",
+            now,
+            action={**row, "id": action_id},
+            approval_id=approval_id,
+        )
     message = (
         f"approval #{approval_id} requested: {needed.required_signatures} signature(s)"
         f"{groups}, risk {risk}, expires {row['approval_expires_at']:%Y-%m-%d %H:%M:%S} UTC"

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.approvals.lifecycle import end_obsolete, skipped_while_waiting
+from heal.approvals.notices import announce
 from heal.approvals.outcomes import outcome_text
 from heal.domain.actions import ActionStatus
 from heal.domain.approvals import (
@@ -26,12 +27,14 @@ from heal.domain.approvals import (
     counted_signatures,
     quorum_reached,
 )
+from heal.domain.notifications import Event
 from heal.domain.redaction import Redactor
 from heal.domain.timeline import EventKind, TimelineEntry
 from heal.engine.create import step_functions
 from heal.engine.engine import utcnow
 from heal.engine.interfaces import WakeScheduler
 from heal.engine.machine import ActionState
+from heal.policy.models import Policy
 from heal.store import (
     actions_repo,
     approvals_repo,
@@ -71,7 +74,10 @@ class ApprovalService:
         clock: Callable[[], datetime] = utcnow,
         *,
         announce_outcomes: bool = False,
+        policy: Callable[[], Policy] | None = None,
     ) -> None:
+        # The current policy, for routed notifications (``notifications:``) of decisions.
+        self.policy = policy
         self.db = database
         self.scheduler = scheduler
         self.redact = redact or Redactor()
@@ -218,6 +224,18 @@ class ApprovalService:
                     ApprovalStatus.PENDING, ActionStatus.WAITING, approvals_so_far, required
                 )
             await timeline_repo.append(connection, action["incident_id"], notes, now, self.redact)
+            if self.policy is not None and result.approval_status is not ApprovalStatus.PENDING:
+                await announce(
+                    connection,
+                    self.policy(),
+                    Event.APPROVAL_DECIDED,
+                    action["incident_id"],
+                    notes[-1].message,
+                    now,
+                    redact=self.redact,
+                    action=action,
+                    approval_id=approval_id,
+                )
             # Every signature is said under the card, the partial ones too.
             await notifications_repo.enqueue(
                 connection,

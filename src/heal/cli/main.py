@@ -51,6 +51,9 @@ COMMANDS = {
     "approvals": Entry(
         "heal.cli.approvals", "app", "Pending approvals: list, show, approve, reject."
     ),
+    "notifications": Entry(
+        "heal.cli.notifications", "app", "Notifications: what heal told whom, and how it went."
+    ),
     "silences": Entry(
         "heal.cli.approvals",
         "silences",

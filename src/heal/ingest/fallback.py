@@ -171,7 +171,9 @@ class FallbackHook:
             notes.add(action_id, gate_note, EventKind.ACTION_STATUS, status=row["status"])
         needed = row.pop("_approval", None)
         if needed is not None:
-            await request_approval(connection, row, action_id, needed, notes.now, notes.note)
+            await request_approval(
+                connection, row, action_id, needed, notes.now, notes.note, policy
+            )
         if row["next_wake_at"] is not None:
             # The embedded runtime finds it at its next idle look (about a second).
             await self.scheduler.schedule(connection, action_id, 0, row["next_wake_at"])

@@ -22,9 +22,11 @@ from heal.approvals.gate import (
     wait_for_approval,
 )
 from heal.approvals.lifecycle import on_incidents_resolved
+from heal.approvals.notices import announce
 from heal.domain.actions import ActionStatus, FailureType, Signal
 from heal.domain.alerts import Alert, AlertStatus, IngestVerdict, admit_all, classify
 from heal.domain.incidents import IncidentStatus, group_key, incident_title, worse_severity
+from heal.domain.notifications import Event
 from heal.domain.redaction import Redactor
 from heal.domain.timeline import EventKind
 from heal.engine.create import inflight_key, new_action_row, snapshot_verify
@@ -211,6 +213,15 @@ class IngestService:
                     group_labels=row["group_labels"],
                     rule=row["rule"],
                 )
+                await announce(
+                    connection,
+                    ruleset.policy,
+                    Event.INCIDENT_OPENED,
+                    row,
+                    f"incident opened: {row['title']}",
+                    now,
+                    redact=self.redact,
+                )
             for key, incident in found_open.items():  # opened meanwhile by a concurrent batch
                 worse = worse_severity(incident["severity"], to_open[key]["severity"])
                 if worse != incident["severity"]:
@@ -330,7 +341,9 @@ class IngestService:
                     )
                 requirement_ = row.pop("_approval", None)
                 if requirement_ is not None:
-                    await request_approval(connection, row, action_id, requirement_, now, note)
+                    await request_approval(
+                        connection, row, action_id, requirement_, now, note, ruleset.policy
+                    )
                 if row["next_wake_at"] is not None:
                     await self.scheduler.schedule(connection, action_id, 0, row["next_wake_at"])
             for candidate, key in joiners:
@@ -359,6 +372,15 @@ class IngestService:
                     incident_id,
                     EventKind.INCIDENT_RESOLVED,
                     "incident resolved: all alerts resolved",
+                )
+                await announce(
+                    connection,
+                    ruleset.policy,
+                    Event.INCIDENT_RESOLVED,
+                    incident_id,
+                    "incident resolved: all alerts resolved",
+                    now,
+                    redact=self.redact,
                 )
             report.incidents_resolved = len(done)
 
@@ -458,8 +480,9 @@ async def request_approval(
     needed: ApprovalRequirement,
     now: datetime,
     note: Callable[..., None],
+    policy: Policy | None = None,
 ) -> None:
-    approval_id, message = await open_approval(connection, row, action_id, needed, now)
+    approval_id, message = await open_approval(connection, row, action_id, needed, now, policy)
     note(
         row["incident_id"],
         EventKind.ACTION_STATUS,

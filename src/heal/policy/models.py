@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from heal.domain.actions import Signal
 from heal.domain.approvals import OnResolve, TimeWindow
 from heal.domain.matchers import LabelMatcher
+from heal.domain.notifications import CHAT_CHANNELS, Event
 from heal.domain.verification import OnIneffective
 from heal.policy.expressions import ValueFormat, check_expression, check_template
 
@@ -549,6 +550,131 @@ class SshSettings(StrictModel):
     """Seconds to wait for a connection and its handshake (0-120)."""
 
 
+# -- notifications: ------------------------------------------------------------------
+class _UrlChannel(StrictModel):
+    url: str | None = None
+    """The URL to post to, written here (prefer url_secret when it holds a token)."""
+    url_secret: str | None = None
+    """The name of a secret (under secrets:) holding the URL, for URLs that carry a token."""
+    min_interval: Annotated[float, Field(ge=0, le=3600)] = 1.0
+    """Seconds between two messages on this channel (a rate limit; 0: none)."""
+
+    @model_validator(mode="after")
+    def _one_url(self) -> _UrlChannel:
+        if (self.url is None) == (self.url_secret is None):
+            raise ValueError("give exactly one of url and url_secret")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return self
+
+
+class WebhookChannel(_UrlChannel):
+    """A generic webhook: the event as JSON, signed with HMAC-SHA256 when secret is set."""
+
+    type: Literal["webhook"]
+    """The channel's kind."""
+    secret: str | None = None
+    """The name of a secret (under secrets:) that signs each body: X-Heal-Signature."""
+
+
+class DiscordChannel(_UrlChannel):
+    """A Discord incoming webhook."""
+
+    type: Literal["discord"]
+    """The channel's kind."""
+
+
+class TeamsChannel(_UrlChannel):
+    """A Microsoft Teams incoming webhook (a MessageCard)."""
+
+    type: Literal["teams"]
+    """The channel's kind."""
+
+
+class EmailChannel(StrictModel):
+    """Email over SMTP (STARTTLS unless turned off)."""
+
+    type: Literal["email"]
+    """The channel's kind."""
+    host: str
+    """The SMTP server's host name."""
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    """The SMTP server's port (587: submission with STARTTLS)."""
+    starttls: bool = True
+    """Upgrade the connection with STARTTLS before anything is sent (refuse if it cannot)."""
+    username: str | None = None
+    """The SMTP user name to log in with (with password_secret)."""
+    password_secret: str | None = None
+    """The name of a secret (under secrets:) holding the SMTP password."""
+    sender: str = Field(alias="from")
+    """The From address."""
+    to: list[str] = Field(min_length=1)
+    """The recipients."""
+    timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    """Seconds to wait for the server."""
+    min_interval: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    """Seconds between two messages on this channel (a rate limit; 0: none)."""
+
+    @model_validator(mode="after")
+    def _login_whole(self) -> EmailChannel:
+        if (self.username is None) != (self.password_secret is None):
+            raise ValueError("username and password_secret go together")
+        return self
+
+
+Channel = Annotated[
+    WebhookChannel | DiscordChannel | TeamsChannel | EmailChannel, Field(discriminator="type")
+]
+
+
+class Route(StrictModel):
+    """Which events of which incidents go to which channels."""
+
+    match: dict[str, MatcherSpec] = Field(default_factory=dict)
+    """Label matchers on the incident's labels (its group labels and severity); empty: all."""
+    events: list[Event] = Field(min_length=1)
+    """The events this route sends."""
+    channels: list[str] = Field(min_length=1)
+    """Channel names: ones under notifications.channels, or slack / telegram (settings)."""
+
+    def matchers(self) -> list[LabelMatcher]:
+        return [LabelMatcher.parse(name, str(spec)) for name, spec in self.match.items()]
+
+    def matches(self, event: Event, labels: dict[str, str]) -> bool:
+        return event in self.events and all(m.matches(labels) for m in self.matchers())
+
+
+class Notifications(StrictModel):
+    """``notifications:`` — channels by name and the routes of events to them."""
+
+    channels: dict[str, Channel] = Field(default_factory=dict)
+    """Channels by name (slack and telegram are the chats configured by settings)."""
+    routes: list[Route] = Field(default_factory=list)
+    """Every route that matches an event sends it (a channel gets it once)."""
+    collapse_after: Annotated[int, Field(ge=2, le=1000)] = 5
+    """In a storm: when this many messages for one incident wait for one channel, they go
+    out as one update."""
+
+    @model_validator(mode="after")
+    def _known_channels(self) -> Notifications:
+        clash = CHAT_CHANNELS & set(self.channels)
+        if clash:
+            raise ValueError(f"{sorted(clash)} name the settings' chats; pick another name")
+        for route in self.routes:
+            unknown = [c for c in route.channels if c not in {*self.channels, *CHAT_CHANNELS}]
+            if unknown:
+                raise ValueError(f"a route names unknown channels: {', '.join(unknown)}")
+        return self
+
+    def targets(self, event: Event, labels: dict[str, str]) -> list[str]:
+        """The channels ``event`` goes to, each once, in the order routes name them."""
+        found: list[str] = []
+        for route in self.routes:
+            if route.matches(event, labels):
+                found += [c for c in route.channels if c not in found]
+        return found
+
+
 class Policy(StrictModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     """Plain values, visible to templates and expressions as settings.*."""
@@ -562,8 +688,32 @@ class Policy(StrictModel):
     """Clusters and allowed namespaces of kubernetes actions."""
     ssh: SshSettings = Field(default_factory=SshSettings)
     """Host key checking of ssh actions."""
+    notifications: Notifications = Field(default_factory=Notifications)
+    """Whom heal tells what: channels by name and routes of events to them."""
     actions: dict[str, ActionBase] = Field(default_factory=dict)
     """What can be done, by name. Validated against the installed action types: load a policy
     with heal.policy.loader (or validate with heal.policy.plugins.policy_model())."""
     rules: list[Rule] = Field(default_factory=list)
     """When to do it: tried in order, the first that matches owns the alert."""
+
+    @model_validator(mode="after")
+    def _notifications_refer_to_what_exists(self) -> Policy:
+        for name, channel in self.notifications.channels.items():
+            named = [getattr(channel, key, None) for key in _CHANNEL_SECRET_KEYS]
+            missing = [n for n in named if n is not None and n not in self.secrets]
+            if missing:
+                raise ValueError(
+                    f"notifications channel {name!r} names undeclared secrets: "
+                    + ", ".join(missing)
+                )
+        for name, action in self.actions.items():
+            target = getattr(action, "channel", None) if action.type == "notify" else None
+            if target is not None and target not in self.notifications.channels:
+                raise ValueError(
+                    f"action {name!r} notifies channel {target!r}, which is not under "
+                    "notifications.channels"
+                )
+        return self
+
+
+_CHANNEL_SECRET_KEYS = ("url_secret", "secret", "password_secret")

@@ -21,6 +21,7 @@ from pydantic import Field, TypeAdapter, create_model
 
 from heal.policy.executors import KubernetesAction, LocalAction, SshAction, StackStormAction
 from heal.policy.models import ActionBase, HttpAction, Policy
+from heal.policy.notify import NotifyAction
 
 ENTRY_POINT_GROUP = "heal.plugins"
 
@@ -69,7 +70,13 @@ SSH = PluginSpec(
 LOCAL = PluginSpec(
     "local", LocalAction, "heal.plugins.commands:LocalPlugin.from_context", "a local command"
 )
-BUILT_IN = (HTTP, KUBERNETES, STACKSTORM, SSH, LOCAL)
+NOTIFY = PluginSpec(
+    "notify",
+    NotifyAction,
+    "heal.plugins.notify:NotifyPlugin.from_context",
+    "a message through a notifications channel",
+)
+BUILT_IN = (HTTP, KUBERNETES, STACKSTORM, SSH, LOCAL, NOTIFY)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,9 @@ async def enqueue(
     now: datetime,
     approval_id: int | None = None,
     action_id: int | None = None,
+    channel: str | None = None,
+    event: str | None = None,
+    payload: dict[str, Any] | None = None,
 ) -> None:
     await connection.execute(
         insert(notifications),
@@ -34,8 +37,57 @@ async def enqueue(
                 "attempts": 0,
                 "next_attempt_at": now,
                 "created_at": now,
+                "channel": channel,
+                "event": event,
+                "payload": payload,
             }
         ],
+    )
+
+
+async def listing(
+    connection: AsyncConnection,
+    *,
+    status: str | None = None,
+    incident_id: int | None = None,
+    channel: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """The newest delivery records first: one per routed event and channel, and the chat
+    outbox's cards and updates (their channels in ``sent_to``)."""
+    query = select(notifications).order_by(notifications.c.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(notifications.c.status == status)
+    if incident_id is not None:
+        query = query.where(notifications.c.incident_id == incident_id)
+    if channel is not None:
+        query = query.where(notifications.c.channel == channel)
+    return [dict(row._mapping) for row in await connection.execute(query)]
+
+
+async def waiting_events(
+    connection: AsyncConnection, incident_id: int, channel: str
+) -> list[dict[str, Any]]:
+    """Routed events for ``channel`` about the incident still to send (oldest first)."""
+    rows = await connection.execute(
+        select(notifications)
+        .where(
+            notifications.c.incident_id == incident_id,
+            notifications.c.channel == channel,
+            notifications.c.kind == "event",
+            notifications.c.status == "pending",
+        )
+        .order_by(notifications.c.id)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+async def collapse(connection: AsyncConnection, notification_ids: list[int], into: int) -> None:
+    """These rows went out as part of notification ``into`` (a storm, said once)."""
+    await connection.execute(
+        update(notifications)
+        .where(notifications.c.id.in_(notification_ids), notifications.c.status == "pending")
+        .values(status="collapsed", error=f"sent within notification {into}")
     )
 
 

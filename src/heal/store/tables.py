@@ -253,7 +253,7 @@ notifications = Table(
     Column("incident_id", Id, ForeignKey("incidents.id"), nullable=False),
     Column("approval_id", Id, ForeignKey("approvals.id"), nullable=True),
     Column("action_id", Id, ForeignKey("actions.id"), nullable=True),
-    Column("kind", String(20), nullable=False),  # "card" | "update"
+    Column("kind", String(20), nullable=False),  # "card" | "update" | "event"
     Column("text", Text, nullable=False),
     # "pending" | "sent" | "skipped" (a card for a closed incident) | "failed"
     Column("status", String(20), nullable=False),
@@ -263,8 +263,15 @@ notifications = Table(
     Column("next_attempt_at", UTCDateTime(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("error", Text, nullable=True),
+    # A routed event (kind "event"): the one channel it goes to, by its policy name, the
+    # event's name and the JSON a webhook receives. One row per event and channel: the
+    # row is that channel's delivery record.
+    Column("channel", String(100), nullable=True),
+    Column("event", String(40), nullable=True),
+    Column("payload", Json, nullable=True),
 )
 Index("ix_notifications_status_next", notifications.c.status, notifications.c.next_attempt_at)
+Index("ix_notifications_incident_id", notifications.c.incident_id)
 
 # -- verification of fixes ------------------------------------------------------------------
 # One row per action that ended success under a ``verify:``: the watch of its incident, its

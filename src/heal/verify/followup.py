@@ -141,7 +141,7 @@ async def create_followup(
     ]
     said = f"{action_name!r} created (#{action_id})"
     if needed is not None:
-        approval_id, message = await open_approval(connection, row, action_id, needed, now)
+        approval_id, message = await open_approval(connection, row, action_id, needed, now, policy)
         entries.append(
             TimelineEntry(
                 EventKind.ACTION_STATUS,

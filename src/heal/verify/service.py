@@ -22,8 +22,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from heal.approvals.notices import announce
 from heal.domain.actions import ActionStatus
 from heal.domain.incidents import IncidentStatus
+from heal.domain.notifications import Event
 from heal.domain.redaction import Redactor
 from heal.domain.timeline import EventKind, TimelineEntry
 from heal.domain.verification import OnIneffective, Outcome
@@ -40,6 +42,12 @@ from heal.store.db import Database
 from heal.verify.followup import create_followup, next_action, rollback_of
 
 log = get_logger("heal.verify")
+
+_OUTCOME_EVENTS = {
+    Outcome.VERIFIED: Event.OUTCOME_VERIFIED,
+    Outcome.INEFFECTIVE: Event.OUTCOME_INEFFECTIVE,
+    Outcome.RELAPSED: Event.OUTCOME_RELAPSED,
+}
 SWEEP_BATCH = 200
 
 
@@ -162,6 +170,23 @@ class VerificationService:
                     action_id=watch["action_id"],
                 )
             ]
+            event = _OUTCOME_EVENTS.get(verdict.outcome)
+            if event is not None:
+                await announce(
+                    connection,
+                    self.rules().policy,
+                    event,
+                    incident,
+                    verdict.message,
+                    now,
+                    redact=self.redact,
+                    action={
+                        "id": watch["action_id"],
+                        "action_name": watch["action_name"],
+                        "rule": watch["rule"],
+                        "status": "success",
+                    },
+                )
             if verdict.outcome.is_failure:
                 notes += await self._on_ineffective(
                     connection, watch, incident, verdict, now, wakes
