@@ -352,10 +352,12 @@ async def test_a_commit_that_keeps_failing_gives_up_when_the_wake_is_no_longer_h
         raise OperationalError("UPDATE actions", {}, Exception("connection refused"))
 
     monkeypatch.setattr(actions_repo, "update_if_version", down)
-    monkeypatch.setattr(engine_module, "COMMIT_RETRY_DELAYS", (0.02,))
+    monkeypatch.setattr(engine_module, "COMMIT_RETRY_DELAYS", (0.05,))
+    # Held for 1 s from the wake's start (the node's request comes first): a handful of
+    # retries 0.05 s apart, then the wake gives up rather than outlive its hold.
     with captured_logs() as logs, pytest.raises(OperationalError):
-        await heal.engine.wake(action_id, 0, held_for=0.07)
-    assert 1 <= len(logs.lines("commit failed; retrying")) <= 3
+        await heal.engine.wake(action_id, 0, held_for=1.0)
+    assert 1 <= len(logs.lines("commit failed; retrying")) <= 20
     assert len(logs.lines("wake failed")) == 1
 
 
