@@ -13,6 +13,7 @@ from heal.domain.redaction import Redactor
 from heal.engine.engine import Engine
 from heal.engine.hooks import Hooks
 from heal.engine.interfaces import PluginContext
+from heal.governors.hook import GovernorHook, TargetGuard
 from heal.ingest.fallback import FallbackHook
 from heal.ingest.service import IngestService
 from heal.notify.channels import ChatChannel
@@ -103,8 +104,12 @@ class Heal:
         approvals = ApprovalService(db, runtime, redact, announce_outcomes=bool(channels))
         fallbacks = FallbackHook(runtime, lambda: holder.ruleset, redact)
         verification = VerificationService(db, runtime, lambda: holder.ruleset, redact)
-        hooks = Hooks(approvals, fallbacks, verification)
-        engine = Engine(db, runtime, plugins, secrets, hook=hooks, redact=redact)
+        # The governors' hook first: a lease is given back before a fallback or a follow-up
+        # of the same commit asks for the target.
+        hooks = Hooks(GovernorHook(runtime), approvals, fallbacks, verification)
+        engine = Engine(
+            db, runtime, plugins, secrets, hook=hooks, redact=redact, guard=TargetGuard()
+        )
         holder = cls(
             settings=settings,
             db=db,

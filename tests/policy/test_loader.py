@@ -550,6 +550,7 @@ def test_json_schema() -> None:
         "approval",
         "kubernetes",
         "ssh",
+        "governors",
     }
     action_types = schema["properties"]["actions"]["additionalProperties"]["oneOf"]
     assert len(action_types) == 5  # http, kubernetes, stackstorm, ssh, local

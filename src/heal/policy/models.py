@@ -355,6 +355,65 @@ def effective_verify(rule: Verify | None, action: Verify | None) -> Verify | Non
     return Verify.model_validate(merged)
 
 
+class Concurrency(StrictModel):
+    """``concurrency:`` on an action: how many remediations of one target may run at once."""
+
+    max: Annotated[int, Field(ge=1, le=100)] = 1
+    """How many actions may work on one target at the same time (1-100), across incidents and
+    workers."""
+    policy: Literal["delay", "cancel"] = "delay"
+    """When the target is busy: delay (the action waits, durably, until the target is free)
+    or cancel (the action ends skipped, with the reason on the timeline)."""
+    recheck: Annotated[int, Field(ge=1, le=3600)] = 30
+    """Seconds between two looks at a busy target while an action is delayed (1-3600); the
+    end of the action holding it also wakes the next one at once."""
+
+
+class RateLimit(StrictModel):
+    """One item of ``limits:``: at most ``max`` actions of this action on one target per
+    ``per`` seconds."""
+
+    max: Annotated[int, Field(ge=1, le=100_000)]
+    """How many actions of this action on one target may start within the window."""
+    per: Annotated[int, Field(ge=1, le=30 * 86400)]
+    """The window, in seconds (1 s to 30 days)."""
+    over: Literal["approve", "block"] = "approve"
+    """Past the limit: approve (the action waits for a human approval) or block (it ends
+    blocked)."""
+
+
+class Breaker(StrictModel):
+    """``breaker:`` on an action: after ``failures`` failures (or ineffective outcomes) of
+    this action on one target within ``within`` seconds, further actions there are blocked
+    for ``cooldown`` seconds, or until an operator resets the breaker."""
+
+    failures: Annotated[int, Field(ge=1, le=1000)] = 3
+    """How many failures or ineffective outcomes open the breaker (1-1000)."""
+    within: Annotated[int, Field(ge=1, le=30 * 86400)] = 3600
+    """The window, in seconds, in which the failures are counted (1 s to 30 days)."""
+    cooldown: Annotated[int, Field(ge=1, le=30 * 86400)] = 1800
+    """Seconds an open breaker blocks the action on its target (1 s to 30 days)."""
+
+
+class Budget(StrictModel):
+    """``governors.budget``: at most ``max`` automated actions in all per ``per`` seconds."""
+
+    max: Annotated[int, Field(ge=1, le=1_000_000)]
+    """How many actions may start within the window, whatever their rule or action."""
+    per: Annotated[int, Field(ge=1, le=30 * 86400)] = 3600
+    """The window, in seconds (1 s to 30 days)."""
+    over: Literal["approve", "block"] = "approve"
+    """Past the budget: approve (actions wait for a human approval) or block (they end
+    blocked)."""
+
+
+class Governors(StrictModel):
+    """``governors:`` at the top of the policy: limits that hold across every action."""
+
+    budget: Budget | None = None
+    """A global budget of automated actions per window; unset: no budget."""
+
+
 class ActionBase(StrictModel):
     """What every action type shares: approval, deadline, retries, fallback. A type adds
     its own keys and compiles them into the steps the engine runs (``steps``)."""
@@ -393,6 +452,20 @@ class ActionBase(StrictModel):
     """Another action (by name) that undoes this one: run when verification finds this one
     ineffective and on_ineffective is rollback. Unset on a kubernetes action: a rollback
     operation of the same target."""
+    target_key: Template | None = None
+    """What the action works on, as a template rendered at creation (alert, incident,
+    settings), e.g. "{{ alert.labels.namespace }}/{{ alert.labels.deployment }}": actions
+    with the same rendered target share its concurrency, limits and breaker; unset: the
+    action as a whole is its target."""
+    concurrency: Concurrency | None = None
+    """How many actions may work on one target at once, and what a busy target does to the
+    next one (delay or cancel); unset: no limit."""
+    limits: list[RateLimit] = Field(default_factory=list)
+    """Rate limits of this action per target, e.g. [{max: 3, per: 3600}]; past one, the
+    action waits for approval or is blocked (its over key)."""
+    breaker: Breaker | None = None
+    """A circuit breaker of this action per target: repeated failures block it for a
+    cooldown; unset: none."""
 
     @property
     def steps(self) -> list[Step]:
@@ -562,6 +635,9 @@ class Policy(StrictModel):
     """Clusters and allowed namespaces of kubernetes actions."""
     ssh: SshSettings = Field(default_factory=SshSettings)
     """Host key checking of ssh actions."""
+    governors: Governors = Field(default_factory=Governors)
+    """Safety governors across all actions (the global budget); each action has its own
+    concurrency, limits and breaker."""
     actions: dict[str, ActionBase] = Field(default_factory=dict)
     """What can be done, by name. Validated against the installed action types: load a policy
     with heal.policy.loader (or validate with heal.policy.plugins.policy_model())."""
