@@ -92,6 +92,12 @@ async def _insert(
     """Insert the lease unless its slot is held: the database decides, not a read before."""
     values = {"target": key, "slot": slot, "action_id": action_id, "acquired_at": now}
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(target_leases).values(values).on_conflict_do_nothing()
-    result = await connection.execute(statement)
-    return bool(result.rowcount)
+    statement = (
+        dialect.insert(target_leases)
+        .values(values)
+        .on_conflict_do_nothing()
+        .returning(target_leases.c.slot)
+    )
+    # A row returned, not the rowcount: drivers differ in what an insert that did nothing
+    # reports as its count.
+    return (await connection.execute(statement)).first() is not None
