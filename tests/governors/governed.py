@@ -113,9 +113,6 @@ async def run_all(heals: list[Heal], clock: Clock, max_rounds: int = 200) -> lis
             clock.now = min(r["next_wake_at"] for r in live)
             continue
         await asyncio.gather(
-            *(
-                heals[i % len(heals)].engine.wake(r["id"], r["version"])
-                for i, r in enumerate(due)
-            )
+            *(heals[i % len(heals)].engine.wake(r["id"], r["version"]) for i, r in enumerate(due))
         )
     raise AssertionError("actions did not end")

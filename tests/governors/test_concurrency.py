@@ -36,7 +36,8 @@ async def test_actions_on_one_target_never_overlap_across_incidents_and_engines(
     assert plugin.most == {"checkout": 1, "cart": 1}
     assert sorted(plugin.runs) == [1, 2, 3, 4, 5]  # each ran once
     waited = [m for r in ended for m in await messages(first, r["id"]) if "busy" in m]
-    assert waited and all("target shop/checkout is busy with action #" in m for m in waited)
+    assert waited
+    assert all("target shop/checkout is busy with action #" in m for m in waited)
     async with first.db.read() as connection:
         assert await leases.held(connection) == []  # every lease given back
 
@@ -71,8 +72,9 @@ async def test_cancel_skips_the_action_while_the_target_is_busy(
 
     skipped = await row(heal, 2)
     assert (skipped["status"], skipped["failure_type"]) == ("skipped", None)
-    assert "target shop/checkout is busy with action #1 (concurrency policy cancel)" in (
-        skipped["message"]
+    assert (
+        "target shop/checkout is busy with action #1 (concurrency policy cancel)"
+        in (skipped["message"])
     )
     assert any("not run: target shop/checkout is busy" in m for m in await messages(heal, 2))
     assert (await row(heal, 1))["status"] == "success"
@@ -137,9 +139,8 @@ async def test_a_lease_whose_action_ended_without_giving_it_back_is_taken_over(
 async def test_a_target_key_that_renders_empty_fails_the_creation(
     make_heal: HealFactory, clock: Clock
 ) -> None:
-    policy = governed(DELAY).replace(
-        "{{ alert.labels.namespace }}/{{ alert.labels.deployment }}", "{{ alert.labels.deployment }}"
-    )
+    both = "{{ alert.labels.namespace }}/{{ alert.labels.deployment }}"
+    policy = governed(DELAY).replace(both, "{{ alert.labels.deployment }}")
     heal = await make_heal(policy, clock=clock)
     await heal.ingest.ingest([crash("checkout-0", deployment="")])
     [created] = await rows(heal)
