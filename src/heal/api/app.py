@@ -14,7 +14,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 import heal
-from heal.api import routes_alerts, routes_approvals, routes_chat, routes_incidents, routes_ops
+from heal.api import (
+    routes_alerts,
+    routes_approvals,
+    routes_breakers,
+    routes_chat,
+    routes_incidents,
+    routes_ops,
+)
 from heal.api.limits import BodySizeLimit
 from heal.app import Heal
 from heal.observability import metrics
@@ -52,6 +59,7 @@ def create_app(heal_app: Heal, *, manage_lifecycle: bool = True, worker: bool = 
     app.include_router(routes_alerts.router)
     app.include_router(routes_incidents.router)
     app.include_router(routes_approvals.router)
+    app.include_router(routes_breakers.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_ops.router)
     app.add_middleware(BodySizeLimit, max_bytes=heal_app.settings.max_body_bytes)

@@ -51,6 +51,9 @@ COMMANDS = {
     "approvals": Entry(
         "heal.cli.approvals", "app", "Pending approvals: list, show, approve, reject."
     ),
+    "breakers": Entry(
+        "heal.cli.breakers", "app", "Circuit breakers: list the ones that opened, reset one."
+    ),
     "silences": Entry(
         "heal.cli.approvals",
         "silences",
