@@ -9,7 +9,7 @@ as well.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -18,6 +18,8 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.domain.actions import IN_FLIGHT_STATUSES, ActionStatus
+from heal.domain.approvals import week_window
+from heal.domain.matchers import LabelMatcher, matches_all
 from heal.governors import breakers
 from heal.governors.locks import serialise
 from heal.policy.models import ActionBase, Policy
@@ -43,10 +45,11 @@ async def check(
     target: str | None,
     now: datetime,
     pending: Sequence[dict[str, Any]] = (),
+    labels: Mapping[str, str] | None = None,
 ) -> Verdict | None:
     """None: no governor objects. A block wins over an approval; an open breaker, a
-    block."""
-    verdicts: list[Verdict] = []
+    block. ``labels``: the alert's, for the freezes' matchers."""
+    verdicts = freezes(policy, labels or {}, now)
     if config.breaker is not None:
         opened = await breakers.evaluate(connection, action_name, target, config.breaker, now)
         if opened is not None:
@@ -95,6 +98,18 @@ async def check(
     if not chosen:
         return None
     return Verdict(chosen[0].mode, "; ".join(v.reason for v in chosen))
+
+
+def freezes(policy: Policy, labels: Mapping[str, str], now: datetime) -> list[Verdict]:
+    """The change freezes in force now for an alert with these labels."""
+    found = []
+    for freeze in policy.governors.freeze:
+        if not week_window(freeze.window).contains(now):
+            continue
+        matchers = [LabelMatcher.parse(k, v) for k, v in freeze.match.items()]
+        if matches_all(matchers, dict(labels)):
+            found.append(Verdict(freeze.mode, f"change freeze {freeze.window!r} in force"))
+    return found
 
 
 async def _count(

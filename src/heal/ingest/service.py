@@ -445,7 +445,7 @@ async def gate(
         row["_gate_note"] = f"action not run: {row['message']}"
         return
     verdict = await limits.check(
-        connection, policy, config, action, row.get("target"), now, pending
+        connection, policy, config, action, row.get("target"), now, pending, labels
     )
     if verdict is not None and verdict.mode == "block":
         block(row, verdict.reason, now)

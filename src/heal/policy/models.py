@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from heal.domain.actions import Signal
-from heal.domain.approvals import OnResolve, TimeWindow
+from heal.domain.approvals import OnResolve, TimeWindow, week_window
 from heal.domain.matchers import LabelMatcher
 from heal.domain.verification import OnIneffective
 from heal.policy.expressions import ValueFormat, check_expression, check_template
@@ -32,10 +32,16 @@ def _window_parses(window: str) -> str:
     return window
 
 
+def _week_window_parses(window: str) -> str:
+    week_window(window)
+    return window
+
+
 # Checked one by one, so that a problem is reported at its own key or item.
 Template = Annotated[str, AfterValidator(_template_compiles)]
 MatcherSpec = Annotated[str, AfterValidator(_matcher_parses)]
 WindowSpec = Annotated[str, AfterValidator(_window_parses)]
+WeekWindowSpec = Annotated[str, AfterValidator(_week_window_parses)]
 
 
 class StrictModel(BaseModel):
@@ -407,11 +413,28 @@ class Budget(StrictModel):
     blocked)."""
 
 
+class Freeze(StrictModel):
+    """One item of ``governors.freeze``: a change freeze, in which new actions need an
+    approval or are blocked."""
+
+    window: WeekWindowSpec
+    """When (UTC): "Fri 18:00-Mon 06:00" (one stretch across days) or "Mon-Fri 09:00-18:00"
+    (those hours of those days), as auto_approve's windows."""
+    mode: Literal["approve", "block"] = "approve"
+    """In the window: approve (actions wait for a human approval) or block (they end
+    blocked)."""
+    match: dict[str, MatcherSpec] = Field(default_factory=dict)
+    """Label matchers the alert must match for the freeze to apply (as in a rule's match);
+    empty: every alert."""
+
+
 class Governors(StrictModel):
     """``governors:`` at the top of the policy: limits that hold across every action."""
 
     budget: Budget | None = None
     """A global budget of automated actions per window; unset: no budget."""
+    freeze: list[Freeze] = Field(default_factory=list)
+    """Change freezes: windows in which new actions need approval or are blocked."""
 
 
 class ActionBase(StrictModel):

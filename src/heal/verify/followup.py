@@ -126,7 +126,10 @@ async def create_followup(
     needed = requirement(policy, config)
     verdict = None
     if row["status"] == ActionStatus.RECEIVED.value:
-        verdict = await limits.check(connection, policy, config, action_name, row["target"], now)
+        labels = (context.get("alert") or {}).get("labels") or {}
+        verdict = await limits.check(
+            connection, policy, config, action_name, row["target"], now, labels=labels
+        )
     if verdict is not None and verdict.mode == "block":
         _block(row, verdict.reason, now)
     if (force_approval or verdict is not None) and needed is None:
