@@ -145,6 +145,7 @@ def start_running(state: ActionState, now: datetime) -> Transition:
         status=ActionStatus.RUNNING,
         started_at=now,
         timeout_at=now + timedelta(seconds=state.config.deadline_seconds),
+        message=None,  # what a delayed start said (a busy target) is over
     )
     b.event(EventKind.ACTION_STATUS, f"action {state.name!r} running", status="running")
     return b.done()
