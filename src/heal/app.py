@@ -13,6 +13,7 @@ from heal.domain.redaction import Redactor
 from heal.engine.engine import Engine
 from heal.engine.hooks import Hooks
 from heal.engine.interfaces import PluginContext
+from heal.governors import leases
 from heal.governors.hook import GovernorHook, TargetGuard
 from heal.ingest.fallback import FallbackHook
 from heal.ingest.service import IngestService
@@ -138,6 +139,7 @@ class Heal:
         if worker:
             self.runtime.add_sweep(self.sweep_expired_approvals)
             self.runtime.add_sweep(self.verification.sweep)
+            self.runtime.add_sweep(self.sweep_leases)
             await self.runtime.start(self.engine)
             self.chat.start()
         elif isinstance(self.runtime, ProcrastinateRuntime):
@@ -159,6 +161,11 @@ class Heal:
             expired += len(due)
             if len(due) < batch:
                 return expired
+
+    async def sweep_leases(self) -> int:
+        """Give back target leases whose action ended without doing so (the sweeper)."""
+        async with self.db.write() as connection:
+            return await leases.sweep_ended(connection)
 
     async def schedule_all_wakes(self) -> int:
         """Give every in-flight action a wake on this runtime (after moving databases)."""

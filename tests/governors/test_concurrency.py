@@ -136,6 +136,24 @@ async def test_a_lease_whose_action_ended_without_giving_it_back_is_taken_over(
         assert await leases.held(connection) == []
 
 
+async def test_the_sweeper_gives_back_the_leases_of_ended_actions(
+    make_heal: HealFactory, clock: Clock
+) -> None:
+    heal = await make_heal(governed(DELAY), clock=clock)
+    install([heal], FakeTarget(run_for=0))
+    await heal.ingest.ingest([crash("checkout-0"), crash("checkout-1")])
+    async with heal.db.write() as connection:  # held by #1, which then ends by other means
+        assert await leases.acquire(connection, 1, "shop/checkout", 1, clock.now) is None
+        assert await leases.acquire(connection, 2, "shop/checkout", 1, clock.now) == 1
+        await connection.execute(
+            update(actions).where(actions.c.id == 1).values(status="skipped", next_wake_at=None)
+        )
+    assert await heal.sweep_leases() == 1
+    assert await heal.sweep_leases() == 0
+    async with heal.db.read() as connection:
+        assert await leases.held(connection) == []
+
+
 async def test_a_target_key_that_renders_empty_fails_the_creation(
     make_heal: HealFactory, clock: Clock
 ) -> None:

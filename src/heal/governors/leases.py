@@ -51,6 +51,19 @@ async def release(connection: AsyncConnection, action_id: int) -> list[str]:
     return [row[0] for row in result]
 
 
+async def sweep_ended(connection: AsyncConnection) -> int:
+    """Delete the leases whose action has ended (the sweeper): normally none, since the
+    commit that ends an action gives its leases back."""
+    terminal = [status.value for status in TERMINAL_STATUSES]
+    ended = select(actions.c.id).where(actions.c.status.in_(terminal))
+    result = await connection.execute(
+        delete(target_leases)
+        .where(target_leases.c.action_id.in_(ended))
+        .returning(target_leases.c.target)
+    )
+    return len(result.all())
+
+
 async def held(connection: AsyncConnection) -> list[dict[str, object]]:
     """Every lease, with its holder (for the operator and the tests)."""
     result = await connection.execute(select(target_leases).order_by(target_leases.c.target))
