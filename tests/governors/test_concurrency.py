@@ -9,7 +9,7 @@ import pytest
 from conftest import HealFactory
 from governed import FakeTarget, crash, governed, install, messages, row, rows, run_all
 from helpers import Clock
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from heal.governors import leases
 from heal.store.tables import actions
@@ -82,7 +82,7 @@ async def test_cancel_skips_the_action_while_the_target_is_busy(
 
 
 async def test_the_end_of_the_holder_wakes_the_next_action_at_once(
-    make_heal: HealFactory, clock: Clock
+    make_heal: HealFactory, clock: Clock, backend: tuple[str, str]
 ) -> None:
     heal = await make_heal(governed("concurrency: {max: 1, recheck: 600}"), clock=clock)
     plugin = FakeTarget()
@@ -102,6 +102,17 @@ async def test_the_end_of_the_holder_wakes_the_next_action_at_once(
 
     woken = await row(heal, 2)
     assert woken["next_wake_at"] == clock.now  # not 600 s later
+    if backend[1] == "procrastinate":  # the wake is a job there: it moved too
+        async with heal.db.read() as connection:
+            jobs = await connection.execute(
+                text(
+                    "SELECT scheduled_at, args FROM procrastinate_jobs "
+                    "WHERE queueing_lock = 'heal-action-2' AND status = 'todo'"
+                )
+            )
+            assert [(j.scheduled_at, j.args["version"]) for j in jobs] == [
+                (clock.now, woken["version"])
+            ]
     await heal.engine.wake(2, woken["version"])
     assert (await row(heal, 2))["status"] == "success"
 
