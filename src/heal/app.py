@@ -14,6 +14,8 @@ from heal.domain.redaction import Redactor
 from heal.engine.engine import Engine
 from heal.engine.hooks import Hooks
 from heal.engine.interfaces import PluginContext
+from heal.governors import leases
+from heal.governors.hook import GovernorHook, TargetGuard
 from heal.ingest.fallback import FallbackHook
 from heal.ingest.service import IngestService
 from heal.notify.channels import ChatChannel
@@ -111,8 +113,12 @@ class Heal:
         fallbacks = FallbackHook(runtime, lambda: holder.ruleset, redact)
         verification = VerificationService(db, runtime, lambda: holder.ruleset, redact)
         notices = NotificationHook(lambda: holder.ruleset.policy, redact)
-        hooks = Hooks(approvals, fallbacks, verification, notices)
-        engine = Engine(db, runtime, plugins, secrets, hook=hooks, redact=redact)
+        # The governors' hook first: a lease is given back before a fallback or a follow-up
+        # of the same commit asks for the target.
+        hooks = Hooks(GovernorHook(runtime), approvals, fallbacks, verification, notices)
+        engine = Engine(
+            db, runtime, plugins, secrets, hook=hooks, redact=redact, guard=TargetGuard()
+        )
         holder = cls(
             settings=settings,
             db=db,
@@ -143,6 +149,7 @@ class Heal:
         if worker:
             self.runtime.add_sweep(self.sweep_expired_approvals)
             self.runtime.add_sweep(self.verification.sweep)
+            self.runtime.add_sweep(self.sweep_leases)
             await self.runtime.start(self.engine)
             self.chat.start()
         elif isinstance(self.runtime, ProcrastinateRuntime):
@@ -164,6 +171,11 @@ class Heal:
             expired += len(due)
             if len(due) < batch:
                 return expired
+
+    async def sweep_leases(self) -> int:
+        """Give back target leases whose action ended without doing so (the sweeper)."""
+        async with self.db.write() as connection:
+            return await leases.sweep_ended(connection)
 
     async def schedule_all_wakes(self) -> int:
         """Give every in-flight action a wake on this runtime (after moving databases)."""

@@ -551,6 +551,7 @@ def test_json_schema() -> None:
         "kubernetes",
         "notifications",
         "ssh",
+        "governors",
     }
     action_types = schema["properties"]["actions"]["additionalProperties"]["oneOf"]
     assert len(action_types) == 6  # http, kubernetes, stackstorm, ssh, local, notify

@@ -17,6 +17,7 @@ import heal
 from heal.api import (
     routes_alerts,
     routes_approvals,
+    routes_breakers,
     routes_chat,
     routes_incidents,
     routes_notifications,
@@ -59,6 +60,7 @@ def create_app(heal_app: Heal, *, manage_lifecycle: bool = True, worker: bool = 
     app.include_router(routes_alerts.router)
     app.include_router(routes_incidents.router)
     app.include_router(routes_approvals.router)
+    app.include_router(routes_breakers.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_notifications.router)
     app.include_router(routes_ops.router)

@@ -54,6 +54,7 @@ def show(
                 ("incident", row["incident_id"]),
                 ("rule", row["rule"]),
                 ("plugin", row["plugin"]),
+                ("target", row.get("target")),
                 ("signal", row["signal"]),
                 ("node", row["current_node"]),
                 # Counted from 1, as the timeline's "after 3 polls" (stored from 0).

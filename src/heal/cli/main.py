@@ -54,6 +54,9 @@ COMMANDS = {
     "notifications": Entry(
         "heal.cli.notifications", "app", "Notifications: what heal told whom, and how it went."
     ),
+    "breakers": Entry(
+        "heal.cli.breakers", "app", "Circuit breakers: list the ones that opened, reset one."
+    ),
     "silences": Entry(
         "heal.cli.approvals",
         "silences",

@@ -158,6 +158,43 @@ class TimeWindow:
         return now >= self.start or now < self.end  # overnight, e.g. 22:00-06:00
 
 
+@dataclass(frozen=True, slots=True)
+class WeekSpan:
+    """``Fri 18:00-Mon 06:00`` (UTC): one stretch of the week, from a day and time to
+    another, across the days between; [start, end)."""
+
+    start: int  # minutes since Monday 00:00
+    end: int
+
+    @classmethod
+    def parse(cls, spec: str) -> WeekSpan:
+        try:
+            begin, finish = spec.split("-")
+            return cls(cls._minute(begin), cls._minute(finish))
+        except ValueError as exc:
+            raise ValueError(f"time window {spec!r} is not like 'Fri 18:00-Mon 06:00'") from exc
+
+    @staticmethod
+    def _minute(part: str) -> int:
+        day, clock = part.split()
+        at = time.fromisoformat(clock)
+        return TimeWindow._DAYS.index(day.lower()) * 1440 + at.hour * 60 + at.minute
+
+    def contains(self, moment: datetime) -> bool:
+        minute = moment.weekday() * 1440 + moment.hour * 60 + moment.minute
+        if self.start <= self.end:
+            return self.start <= minute < self.end
+        return minute >= self.start or minute < self.end  # across Sunday midnight
+
+
+def week_window(spec: str) -> TimeWindow | WeekSpan:
+    """A window as ``auto_approve.windows`` writes it (``Mon-Fri 09:00-18:00``: those days,
+    those hours), or one stretch across days (``Fri 18:00-Mon 06:00``)."""
+    if len(spec.split()) == 3:
+        return WeekSpan.parse(spec)
+    return TimeWindow.parse(spec)
+
+
 def person(user: Mapping[str, Any], scopes: frozenset[Scope] | None = None) -> Signer:
     """The signer a user row stands for (``scopes``: what their token was narrowed to)."""
     return Signer(user["name"], Role.parse(user["role"]), frozenset(user["groups"]), False, scopes)

@@ -78,16 +78,21 @@ def new_action_row(
         "next_poll_at": now,
         "next_wake_at": now,
         "inflight_key": inflight_key(incident_id, rule, action_name),
+        "target": None,
     }
+    what = "template_detail"
     try:
         rendered = execute_config(config, context)
+        what = "target_key"
+        if config.target_key is not None:
+            row["target"] = _target(config.target_key, context)
     except ExpressionError as exc:
         # Keep the action visible as a failed creation rather than dropping it.
         rendered = {}
         row.update(
             status=ActionStatus.FAILURE.value,
             failure_type=FailureType.CREATE_FAILURE.value,
-            message=f"template_detail failed to render: {exc}",
+            message=f"{what} failed to render: {exc}",
             finished_at=now,
             next_poll_at=None,
             next_wake_at=None,
@@ -99,6 +104,24 @@ def new_action_row(
         "settings": settings,
     }
     return row
+
+
+# The stored target's bound (actions.target): a longer rendering is an error, not a cut, so
+# two targets never share a lease by accident.
+TARGET_MAX = 500
+
+
+def _target(template: str, context: dict[str, Any]) -> str:
+    """The rendered target_key; empty or too long is refused: it would lease nothing, or
+    the wrong thing."""
+    target = str(render(template, context)).strip()
+    if not target:
+        raise ExpressionError("target_key rendered empty")
+    if len(target) > TARGET_MAX:
+        raise ExpressionError(
+            f"target_key rendered {len(target)} characters (at most {TARGET_MAX})"
+        )
+    return target
 
 
 def snapshot_verify(row: dict[str, Any], verify: Verify | None) -> None:

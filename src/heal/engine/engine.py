@@ -24,6 +24,7 @@ from heal.engine.interfaces import (
     ActionPlugin,
     NodeCall,
     NodeFailed,
+    StartGuard,
     TransitionHook,
     WakeScheduler,
 )
@@ -70,8 +71,10 @@ class Engine:
         hook: TransitionHook | None = None,
         redact: Redactor | None = None,
         commit_retry: float = 120.0,
+        guard: StartGuard | None = None,
     ) -> None:
         self.hook = hook
+        self.guard = guard
         self.commit_retry = commit_retry
         self.db = database
         self.scheduler = scheduler
@@ -148,6 +151,10 @@ class Engine:
 
         started: list[TimelineEntry] = []
         if state.status is ActionStatus.RECEIVED:
+            held = await self._admit(state, now)
+            if held is not None:
+                await self._commit(row, held, held_until)
+                return
             first = machine.start_running(state, now)
             state, started = first.state, first.events
         if not state.node.idempotent:
@@ -178,6 +185,19 @@ class Engine:
             )
         events = started + transition.events
         await self._commit(row, Transition(transition.state, events), held_until)
+
+    async def _admit(self, state: ActionState, now: datetime) -> Transition | None:
+        """Before the first step: the start guard's lease on the action's target, in a
+        commit of its own so that it holds while the step runs (None: go ahead)."""
+        if self.guard is None or not self.guard.guards(state.config):
+            return None
+        async with self.db.write() as connection:
+            hold = await self.guard.admit(connection, state.id, state.config, now)
+        if hold is None:
+            return None
+        if hold.until is not None:
+            return machine.hold(state, now, hold.until, hold.message)
+        return machine.refuse(state, now, ActionStatus(hold.status), hold.message)
 
     async def _mark_running(self, row: dict[str, Any], key: str) -> bool:
         """Record, before a step that is not idempotent runs, that it is about to: if heal

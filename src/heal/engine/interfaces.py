@@ -103,6 +103,30 @@ class WakeScheduler(Protocol):
         """Told after the transaction that scheduled a wake at ``at`` has committed."""
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A start guard's answer when an action may not start now: it waits until ``until``
+    (its target is busy), or ends with ``status`` when ``until`` is None."""
+
+    message: str
+    until: datetime | None = None
+    status: str = "skipped"
+
+
+class StartGuard(Protocol):
+    """Asked, in a write transaction of its own, before an action's first step runs: what
+    it writes there (a lease on the action's target) commits before the step runs."""
+
+    def guards(self, config: ActionBase) -> bool:
+        """Whether actions of this config are guarded at all (the others start at once,
+        without the extra transaction)."""
+
+    async def admit(
+        self, connection: AsyncConnection, action_id: int, config: ActionBase, now: datetime
+    ) -> Hold | None:
+        """None: the action may start (its lease is taken); else why not."""
+
+
 class TransitionHook(Protocol):
     """Told of every status change, inside the transaction that commits it."""
 

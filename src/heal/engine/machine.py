@@ -145,8 +145,28 @@ def start_running(state: ActionState, now: datetime) -> Transition:
         status=ActionStatus.RUNNING,
         started_at=now,
         timeout_at=now + timedelta(seconds=state.config.deadline_seconds),
+        message=None,  # what a delayed start said (a busy target) is over
     )
     b.event(EventKind.ACTION_STATUS, f"action {state.name!r} running", status="running")
+    return b.done()
+
+
+def hold(state: ActionState, now: datetime, until: datetime, message: str) -> Transition:
+    """A received action whose start must wait (its target is busy): it stays received,
+    looks again at ``until``; the timeline says so once, not at every look."""
+    b = _Builder(state, now)
+    b.update(next_poll_at=until, message=message)
+    if state.message != message:
+        b.event(
+            EventKind.ACTION_STATUS, f"action {state.name!r} delayed: {message}", status="received"
+        )
+    return b.done()
+
+
+def refuse(state: ActionState, now: datetime, status: ActionStatus, message: str) -> Transition:
+    """A received action that may not start at all: skipped or blocked, never run."""
+    b = _Builder(state, now)
+    b.finish(status, FailureType.BLOCKED if status is ActionStatus.BLOCKED else None, message)
     return b.done()
 
 

@@ -6,7 +6,7 @@ incidents, the actions and the actions' first wakes are all durable, or none of 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +32,7 @@ from heal.domain.timeline import EventKind
 from heal.engine.create import inflight_key, new_action_row, snapshot_verify
 from heal.engine.engine import utcnow
 from heal.engine.interfaces import WakeScheduler
+from heal.governors import limits
 from heal.observability import metrics
 from heal.observability.logging import get_logger
 from heal.policy.models import ActionBase, ApprovalRequirement, Policy, Rule, effective_verify
@@ -315,6 +316,7 @@ class IngestService:
                         candidate.item.alert.labels,
                         silences,
                         now,
+                        pending=rows,
                     )
                 rows.append(row)
                 row_keys.append(key)
@@ -445,9 +447,12 @@ async def gate(
     labels: dict[str, str],
     silences: list[Silence],
     now: datetime,
+    pending: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """A new action's row: silenced (shield), auto-approved, waiting for approval, or
-    simply received (also for a fallback, ``heal.ingest.fallback``)."""
+    """A new action's row: silenced (shield), blocked or made to wait for approval by a
+    governor (``heal.governors.limits``), auto-approved, waiting for approval, or simply
+    received (also for a fallback, ``heal.ingest.fallback``). ``pending``: the rows this
+    transaction created before, not inserted yet (they count towards the limits)."""
     silence = next((s for s in silences if s.silences(labels)), None)
     if silence is not None:
         row.update(
@@ -461,7 +466,20 @@ async def gate(
         )
         row["_gate_note"] = f"action not run: {row['message']}"
         return
+    verdict = await limits.check(
+        connection, policy, config, action, row.get("target"), now, pending, labels
+    )
+    if verdict is not None and verdict.mode == "block":
+        block(row, verdict.reason, now)
+        return
     needed = requirement(policy, config)
+    if verdict is not None:
+        # Past a governor's limit, people decide, whatever auto-approval would say.
+        needed = needed or config.approval or policy.approval.require
+        row["_gate_note"] = f"needs approval: {verdict.reason}"
+        wait_for_approval(row, config, needed, now)
+        row["_approval"] = needed
+        return
     if needed is None:
         return
     auto = await auto_approval(connection, policy, config, rule, action, labels, now)
@@ -471,6 +489,20 @@ async def gate(
         return
     wait_for_approval(row, config, needed, now)
     row["_approval"] = needed
+
+
+def block(row: dict[str, Any], reason: str, now: datetime) -> None:
+    """A new action a governor refuses: it ends blocked, never run."""
+    row.update(
+        status=ActionStatus.BLOCKED.value,
+        failure_type=FailureType.BLOCKED.value,
+        finished_at=now,
+        next_poll_at=None,
+        next_wake_at=None,
+        inflight_key=None,
+        message=f"blocked: {reason}",
+    )
+    row["_gate_note"] = f"action not run: {row['message']}"
 
 
 async def request_approval(

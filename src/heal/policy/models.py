@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from heal.domain.actions import Signal
-from heal.domain.approvals import OnResolve, TimeWindow
+from heal.domain.approvals import OnResolve, TimeWindow, week_window
 from heal.domain.matchers import LabelMatcher
 from heal.domain.notifications import CHAT_CHANNELS, Event
 from heal.domain.verification import OnIneffective
@@ -33,10 +33,16 @@ def _window_parses(window: str) -> str:
     return window
 
 
+def _week_window_parses(window: str) -> str:
+    week_window(window)
+    return window
+
+
 # Checked one by one, so that a problem is reported at its own key or item.
 Template = Annotated[str, AfterValidator(_template_compiles)]
 MatcherSpec = Annotated[str, AfterValidator(_matcher_parses)]
 WindowSpec = Annotated[str, AfterValidator(_window_parses)]
+WeekWindowSpec = Annotated[str, AfterValidator(_week_window_parses)]
 
 
 class StrictModel(BaseModel):
@@ -356,6 +362,82 @@ def effective_verify(rule: Verify | None, action: Verify | None) -> Verify | Non
     return Verify.model_validate(merged)
 
 
+class Concurrency(StrictModel):
+    """``concurrency:`` on an action: how many remediations of one target may run at once."""
+
+    max: Annotated[int, Field(ge=1, le=100)] = 1
+    """How many actions may work on one target at the same time (1-100), across incidents and
+    workers."""
+    policy: Literal["delay", "cancel"] = "delay"
+    """When the target is busy: delay (the action waits, durably, until the target is free)
+    or cancel (the action ends skipped, with the reason on the timeline)."""
+    recheck: Annotated[int, Field(ge=1, le=3600)] = 30
+    """Seconds between two looks at a busy target while an action is delayed (1-3600); the
+    end of the action holding it also wakes the next one at once."""
+
+
+class RateLimit(StrictModel):
+    """One item of ``limits:``: at most ``max`` actions of this action on one target per
+    ``per`` seconds."""
+
+    max: Annotated[int, Field(ge=1, le=100_000)]
+    """How many actions of this action on one target may start within the window."""
+    per: Annotated[int, Field(ge=1, le=30 * 86400)]
+    """The window, in seconds (1 s to 30 days)."""
+    over: Literal["approve", "block"] = "approve"
+    """Past the limit: approve (the action waits for a human approval) or block (it ends
+    blocked)."""
+
+
+class Breaker(StrictModel):
+    """``breaker:`` on an action: after ``failures`` failures (or ineffective outcomes) of
+    this action on one target within ``within`` seconds, further actions there are blocked
+    for ``cooldown`` seconds, or until an operator resets the breaker."""
+
+    failures: Annotated[int, Field(ge=1, le=1000)] = 3
+    """How many failures or ineffective outcomes open the breaker (1-1000)."""
+    within: Annotated[int, Field(ge=1, le=30 * 86400)] = 3600
+    """The window, in seconds, in which the failures are counted (1 s to 30 days)."""
+    cooldown: Annotated[int, Field(ge=1, le=30 * 86400)] = 1800
+    """Seconds an open breaker blocks the action on its target (1 s to 30 days)."""
+
+
+class Budget(StrictModel):
+    """``governors.budget``: at most ``max`` automated actions in all per ``per`` seconds."""
+
+    max: Annotated[int, Field(ge=1, le=1_000_000)]
+    """How many actions may start within the window, whatever their rule or action."""
+    per: Annotated[int, Field(ge=1, le=30 * 86400)] = 3600
+    """The window, in seconds (1 s to 30 days)."""
+    over: Literal["approve", "block"] = "approve"
+    """Past the budget: approve (actions wait for a human approval) or block (they end
+    blocked)."""
+
+
+class Freeze(StrictModel):
+    """One item of ``governors.freeze``: a change freeze, in which new actions need an
+    approval or are blocked."""
+
+    window: WeekWindowSpec
+    """When (UTC): "Fri 18:00-Mon 06:00" (one stretch across days) or "Mon-Fri 09:00-18:00"
+    (those hours of those days), as auto_approve's windows."""
+    mode: Literal["approve", "block"] = "approve"
+    """In the window: approve (actions wait for a human approval) or block (they end
+    blocked)."""
+    match: dict[str, MatcherSpec] = Field(default_factory=dict)
+    """Label matchers the alert must match for the freeze to apply (as in a rule's match);
+    empty: every alert."""
+
+
+class Governors(StrictModel):
+    """``governors:`` at the top of the policy: limits that hold across every action."""
+
+    budget: Budget | None = None
+    """A global budget of automated actions per window; unset: no budget."""
+    freeze: list[Freeze] = Field(default_factory=list)
+    """Change freezes: windows in which new actions need approval or are blocked."""
+
+
 class ActionBase(StrictModel):
     """What every action type shares: approval, deadline, retries, fallback. A type adds
     its own keys and compiles them into the steps the engine runs (``steps``)."""
@@ -394,6 +476,20 @@ class ActionBase(StrictModel):
     """Another action (by name) that undoes this one: run when verification finds this one
     ineffective and on_ineffective is rollback. Unset on a kubernetes action: a rollback
     operation of the same target."""
+    target_key: Template | None = None
+    """What the action works on, as a template rendered at creation (alert, incident,
+    settings), e.g. "{{ alert.labels.namespace }}/{{ alert.labels.deployment }}": actions
+    with the same rendered target share its concurrency, limits and breaker; unset: the
+    action as a whole is its target."""
+    concurrency: Concurrency | None = None
+    """How many actions may work on one target at once, and what a busy target does to the
+    next one (delay or cancel); unset: no limit."""
+    limits: list[RateLimit] = Field(default_factory=list)
+    """Rate limits of this action per target, e.g. [{max: 3, per: 3600}]; past one, the
+    action waits for approval or is blocked (its over key)."""
+    breaker: Breaker | None = None
+    """A circuit breaker of this action per target: repeated failures block it for a
+    cooldown; unset: none."""
 
     @property
     def steps(self) -> list[Step]:
@@ -690,6 +786,9 @@ class Policy(StrictModel):
     """Host key checking of ssh actions."""
     notifications: Notifications = Field(default_factory=Notifications)
     """Whom heal tells what: channels by name and routes of events to them."""
+    governors: Governors = Field(default_factory=Governors)
+    """Safety governors across all actions (the global budget); each action has its own
+    concurrency, limits and breaker."""
     actions: dict[str, ActionBase] = Field(default_factory=dict)
     """What can be done, by name. Validated against the installed action types: load a policy
     with heal.policy.loader (or validate with heal.policy.plugins.policy_model())."""

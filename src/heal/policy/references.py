@@ -72,6 +72,7 @@ def reference_errors(data: Any) -> list[Finding]:
             findings.extend(_action_findings(where, action, declared))
             findings.extend(_fallback_findings(where, action, actions))
             findings.extend(_rollback_findings(where, action, actions))
+            findings.extend(_target_findings(where, action, declared))
             if action.get("type") != "http":
                 findings.extend(_executor_findings(where, action, declared, data))
     return findings
@@ -89,6 +90,10 @@ _NOT_STEP_TEMPLATES = frozenset(
         "params",
         "verify",
         "rollback",
+        "target_key",
+        "concurrency",
+        "limits",
+        "breaker",
     }
 )
 
@@ -140,6 +145,14 @@ def _executor_findings(
             )
         )
     return findings
+
+
+def _target_findings(where: Loc, action: dict[str, Any], declared: Scope) -> list[Finding]:
+    """``target_key`` renders when the action is created, as template_detail does."""
+    if "target_key" not in action:
+        return []
+    detail_scope = {name: declared.get(name) for name in _DETAIL_NAMES}
+    return _template_findings((*where, "target_key"), action["target_key"], detail_scope)
 
 
 def _fallback_findings(

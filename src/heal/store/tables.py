@@ -105,10 +105,14 @@ actions = Table(
     # "incident:rule:action" while in flight, NULL once terminal: converge is enforced by
     # the unique index, not only by the code that checks it.
     Column("inflight_key", String(600), nullable=True, unique=True),
+    # What the action works on (its rendered target_key), NULL when it names none: the
+    # governors count and lease per target.
+    Column("target", String(500), nullable=True),
 )
 Index("ix_actions_next_wake_at", actions.c.next_wake_at)
 Index("ix_actions_incident_id", actions.c.incident_id)
 Index("ix_actions_status", actions.c.status)
+Index("ix_actions_action_name_target", actions.c.action_name, actions.c.target)
 
 timeline = Table(
     "timeline",
@@ -313,3 +317,34 @@ ratings = Table(
     Column("at", UTCDateTime(), nullable=False),
 )
 Index("uq_ratings_incident_rated_by", ratings.c.incident_id, ratings.c.rated_by, unique=True)
+
+# -- safety governors -----------------------------------------------------------------------
+# One row per slot of a target held by a started action: the primary key makes "never two
+# at once" the database's rule, on every worker. Deleted in the commit that ends the action;
+# a lease whose action ended anyway (a crash) is taken over by the next action that wants it.
+target_leases = Table(
+    "target_leases",
+    metadata,
+    Column("target", String(600), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("action_id", Id, ForeignKey("actions.id"), nullable=False),
+    Column("acquired_at", UTCDateTime(), nullable=False),
+)
+Index("ix_target_leases_action_id", target_leases.c.action_id)
+
+# One row per (action, target) whose breaker opened once: open while closes_at is ahead.
+# A reset moves closes_at to the moment of the reset; failures before it no longer count.
+breakers = Table(
+    "breakers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("action_name", String(200), nullable=False),
+    # The rendered target_key, or "" for an action without one.
+    Column("target", String(500), nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Column("closes_at", UTCDateTime(), nullable=False),
+    Column("reset_by", String(200), nullable=True),
+    Column("reset_at", UTCDateTime(), nullable=True),
+)
+Index("uq_breakers_action_name_target", breakers.c.action_name, breakers.c.target, unique=True)

@@ -14,11 +14,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.approvals.gate import open_approval, requirement, wait_for_approval
-from heal.domain.actions import ActionStatus, Signal
+from heal.domain.actions import ActionStatus, FailureType, Signal
 from heal.domain.redaction import Redactor
 from heal.domain.timeline import EventKind, TimelineEntry
 from heal.engine.create import inflight_key, new_action_row, snapshot_verify
 from heal.engine.interfaces import WakeScheduler
+from heal.governors import limits
 from heal.policy.models import ActionBase, Policy, Rule, Verify
 from heal.policy.plugins import parse_action
 from heal.store import actions_repo, timeline_repo
@@ -123,7 +124,15 @@ async def create_followup(
     )
     snapshot_verify(row, verify)
     needed = requirement(policy, config)
-    if needed is None and force_approval:
+    verdict = None
+    if row["status"] == ActionStatus.RECEIVED.value:
+        labels = (context.get("alert") or {}).get("labels") or {}
+        verdict = await limits.check(
+            connection, policy, config, action_name, row["target"], now, labels=labels
+        )
+    if verdict is not None and verdict.mode == "block":
+        _block(row, verdict.reason, now)
+    if (force_approval or verdict is not None) and needed is None:
         needed = config.approval or policy.approval.require
     if row["status"] == ActionStatus.RECEIVED.value and needed is not None:
         wait_for_approval(row, config, needed, now)
@@ -156,3 +165,16 @@ async def create_followup(
     if wake_at is not None:
         await scheduler.schedule(connection, action_id, 0, wake_at)
     return Created(action_id, said, wake_at)
+
+
+def _block(row: dict[str, Any], reason: str, now: datetime) -> None:
+    """A follow-up a governor refuses (an open breaker, a limit with over: block)."""
+    row.update(
+        status=ActionStatus.BLOCKED.value,
+        failure_type=FailureType.BLOCKED.value,
+        finished_at=now,
+        next_poll_at=None,
+        next_wake_at=None,
+        inflight_key=None,
+        message=f"blocked: {reason}",
+    )
