@@ -17,8 +17,11 @@ DOC = Path(__file__).parents[2] / "docs" / "closed-loop.md"
 
 
 def _section() -> str:
+    """From its heading to the next section's (``## ``, not ``### ``)."""
     text = DOC.read_text()
-    return text[text.index("## Notifications") :]
+    start = text.index("## Notifications")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
 
 
 def _blocks(language: str) -> list[str]:

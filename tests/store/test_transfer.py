@@ -34,6 +34,14 @@ approval:
   require: {required_signatures: 2, approver_groups: [sre], expires_in: 600}
 """
 
+VERIFIED = "    skip_delay: 0\n    verify: {within: 300, quiet_for: 60}\n"
+# Per service: one ticket at a time, and a breaker that opens at the first failure.
+GOVERNED = """    type: http
+    target_key: "{{ alert.labels.service }}"
+    concurrency: {max: 1}
+    breaker: {failures: 1, within: 3600, cooldown: 3600}
+"""
+
 pytestmark = pytest.mark.postgres
 
 
@@ -96,7 +104,7 @@ async def test_migrate_to_postgres_copies_all_and_in_flight_actions_finish_there
         await target.stop()
 
 
-async def _fill_every_table(heal: Heal, clock: Clock) -> None:
+async def _fill_every_table(heal: Heal, clock: Clock, fake: FakeITSM) -> None:
     """Rows in every table, made the way heal makes them."""
     report = await heal.ingest.ingest([alert(service="needs-approval")])
     async with heal.db.write() as connection:
@@ -106,7 +114,7 @@ async def _fill_every_table(heal: Heal, clock: Clock) -> None:
         await silences_repo.add(
             connection,
             {
-                "matchers": [{"name": "service", "value": "noisy", "type": "="}],
+                "matchers": {"service": "noisy"},
                 "starts_at": clock.now,
                 "ends_at": clock.now + timedelta(hours=1),
                 "created_by": "alice",
@@ -138,6 +146,27 @@ async def _fill_every_table(heal: Heal, clock: Clock) -> None:
     await ratings.rate(
         heal.db, done["incident_id"], "alice", 4, "fixed", clock.now, heal.approvals.redact
     )
+    fake.fail_create_times = fake.create_calls + 99  # the ITSM refuses from now on
+    failed = await _approved(heal, clock, "flaky", signer, carol)
+    assert (await drive(heal, clock, failed))["status"] == "failure"  # its breaker opens
+    fake.fail_create_times = 0
+    busy = await _approved(heal, clock, "busy", signer, carol)
+    async with heal.db.read() as connection:
+        row = await actions_repo.load(connection, busy)
+    assert row is not None
+    await heal.engine.wake(busy, row["version"])  # a ticket open, polled: the target is leased
+
+
+async def _approved(heal: Heal, clock: Clock, service: str, *signers: Signer) -> int:
+    """A new incident's action, approved by ``signers``: its id."""
+    report = await heal.ingest.ingest([alert(service=service)])
+    async with heal.db.read() as connection:
+        (action,) = await incidents_repo.actions_of(connection, report.incident_ids[0])
+        approval = await approvals_repo.for_action(connection, action["id"])
+    assert approval is not None
+    for signer in signers:
+        await heal.approvals.sign(approval["id"], signer, approve=True)
+    return int(action["id"])
 
 
 async def _all_rows(database: Database, table: Table) -> list[dict[str, Any]]:
@@ -149,13 +178,17 @@ async def _all_rows(database: Database, table: Table) -> list[dict[str, Any]]:
 async def test_migrate_to_postgres_copies_every_row_of_every_table(
     make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock, fresh_postgres_url: str
 ) -> None:
-    _, url = itsm
-    verified = policy_text(url).replace(
-        "    skip_delay: 0\n", "    skip_delay: 0\n    verify: {within: 300, quiet_for: 60}\n"
+    fake, url = itsm
+    governed = (
+        policy_text(url)
+        .replace(
+            "    skip_delay: 0\n", "    skip_delay: 0\n    verify: {within: 300, quiet_for: 60}\n"
+        )
+        .replace("    type: http\n", GOVERNED, 1)
     )
-    source = await make_heal(verified + APPROVAL, clock=clock)
+    source = await make_heal(governed + APPROVAL, clock=clock)
     source.approvals.clock = clock
-    await _fill_every_table(source, clock)
+    await _fill_every_table(source, clock, fake)
     empty = [c.name for c in await transfer.count_rows(source.db) if c.rows == 0]
     assert empty == []  # a new table needs rows in _fill_every_table
     assert {c.name for c in await transfer.count_rows(source.db)} == set(metadata.tables)

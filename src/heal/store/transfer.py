@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select, text, tuple_
+from sqlalchemy import Column, Table, delete, func, insert, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.store import migrate
@@ -128,6 +128,8 @@ def _prepare(table: Table, row: Row) -> Row:
 async def _move_sequence(connection: AsyncConnection, table: Table) -> None:
     """The next id the target hands out follows the copied ones."""
     for column in table.primary_key.columns:
+        if not _is_integer(column):
+            continue  # a text key (a lease's target) has no sequence to move
         # Names come from heal's own schema, never from input; a column without a
         # sequence is skipped by the WHERE.
         await connection.execute(
@@ -162,3 +164,10 @@ async def in_flight_actions(database: Database) -> list[tuple[int, int]]:
             select(actions.c.id, actions.c.version).where(actions.c.next_wake_at.is_not(None))
         )
         return [(row.id, row.version) for row in result]
+
+
+def _is_integer(column: Column[Any]) -> bool:
+    try:
+        return column.type.python_type is int
+    except NotImplementedError:
+        return False
