@@ -129,3 +129,31 @@ def snapshot_verify(row: dict[str, Any], verify: Verify | None) -> None:
     snapshot: a later policy reload does not change how a running action is judged."""
     if verify is not None:
         row["config"] = {**row["config"], "verify": verify.model_dump(mode="json")}
+
+
+def incident_context(incident: dict[str, Any]) -> dict[str, Any]:
+    """What an action's templates see as ``incident``, taken from its row."""
+    opened = incident.get("opened_at")
+    return {
+        "id": incident["id"],
+        "title": incident.get("title"),
+        "severity": incident.get("severity"),
+        "group_labels": incident.get("group_labels", {}),
+        "rule": incident.get("rule"),
+        "opened_at": opened.isoformat() if isinstance(opened, datetime) else opened,
+    }
+
+
+def block(row: dict[str, Any], reason: str, now: datetime) -> None:
+    """A new action a governor refuses (an open breaker, a limit with ``over: block``, a
+    freeze): it ends blocked, never run."""
+    row.update(
+        status=ActionStatus.BLOCKED.value,
+        failure_type=FailureType.BLOCKED.value,
+        finished_at=now,
+        next_poll_at=None,
+        next_wake_at=None,
+        inflight_key=None,
+        message=f"blocked: {reason}",
+    )
+    row["_gate_note"] = f"action not run: {row['message']}"

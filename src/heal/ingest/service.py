@@ -29,7 +29,13 @@ from heal.domain.incidents import IncidentStatus, group_key, incident_title, wor
 from heal.domain.notifications import Event
 from heal.domain.redaction import Redactor
 from heal.domain.timeline import EventKind
-from heal.engine.create import inflight_key, new_action_row, snapshot_verify
+from heal.engine.create import (
+    block,
+    incident_context,
+    inflight_key,
+    new_action_row,
+    snapshot_verify,
+)
 from heal.engine.engine import utcnow
 from heal.engine.interfaces import WakeScheduler
 from heal.governors import limits
@@ -296,7 +302,7 @@ class IngestService:
                     config=config,
                     signal=candidate.signal,
                     alert={"id": candidate.item.alert_id, **candidate.item.alert.as_context()},
-                    incident=_incident_context(incident),
+                    incident=incident_context(incident),
                     settings=ruleset.policy.settings,
                     now=now,
                 )
@@ -491,20 +497,6 @@ async def gate(
     row["_approval"] = needed
 
 
-def block(row: dict[str, Any], reason: str, now: datetime) -> None:
-    """A new action a governor refuses: it ends blocked, never run."""
-    row.update(
-        status=ActionStatus.BLOCKED.value,
-        failure_type=FailureType.BLOCKED.value,
-        finished_at=now,
-        next_poll_at=None,
-        next_wake_at=None,
-        inflight_key=None,
-        message=f"blocked: {reason}",
-    )
-    row["_gate_note"] = f"action not run: {row['message']}"
-
-
 async def request_approval(
     connection: AsyncConnection,
     row: dict[str, Any],
@@ -548,18 +540,6 @@ def _alert_row(alert: Alert, incident_id: int | None, now: datetime) -> dict[str
         "received_at": now,
         "updated_at": now,
         "incident_id": incident_id,
-    }
-
-
-def _incident_context(incident: dict[str, Any]) -> dict[str, Any]:
-    opened = incident.get("opened_at")
-    return {
-        "id": incident["id"],
-        "title": incident.get("title"),
-        "severity": incident.get("severity"),
-        "group_labels": incident.get("group_labels", {}),
-        "rule": incident.get("rule"),
-        "opened_at": opened.isoformat() if isinstance(opened, datetime) else opened,
     }
 
 

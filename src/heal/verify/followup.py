@@ -14,10 +14,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.approvals.gate import open_approval, requirement, wait_for_approval
-from heal.domain.actions import ActionStatus, FailureType, Signal
+from heal.domain.actions import ActionStatus, Signal
 from heal.domain.redaction import Redactor
 from heal.domain.timeline import EventKind, TimelineEntry
-from heal.engine.create import inflight_key, new_action_row, snapshot_verify
+from heal.engine.create import (
+    block,
+    incident_context,
+    inflight_key,
+    new_action_row,
+    snapshot_verify,
+)
 from heal.engine.interfaces import WakeScheduler
 from heal.governors import limits
 from heal.policy.models import ActionBase, Policy, Rule, Verify
@@ -71,18 +77,6 @@ def rollback_of(
     return "it declares no rollback"
 
 
-def incident_context(incident: dict[str, Any]) -> dict[str, Any]:
-    opened = incident.get("opened_at")
-    return {
-        "id": incident["id"],
-        "title": incident.get("title"),
-        "severity": incident.get("severity"),
-        "group_labels": incident.get("group_labels", {}),
-        "rule": incident.get("rule"),
-        "opened_at": opened.isoformat() if isinstance(opened, datetime) else opened,
-    }
-
-
 async def create_followup(
     connection: AsyncConnection,
     *,
@@ -131,7 +125,8 @@ async def create_followup(
             connection, policy, config, action_name, row["target"], now, labels=labels
         )
     if verdict is not None and verdict.mode == "block":
-        _block(row, verdict.reason, now)
+        block(row, verdict.reason, now)
+        row.pop("_gate_note")  # the follow-up's own timeline entry says it, with the reason
     if (force_approval or verdict is not None) and needed is None:
         needed = config.approval or policy.approval.require
     if row["status"] == ActionStatus.RECEIVED.value and needed is not None:
@@ -165,16 +160,3 @@ async def create_followup(
     if wake_at is not None:
         await scheduler.schedule(connection, action_id, 0, wake_at)
     return Created(action_id, said, wake_at)
-
-
-def _block(row: dict[str, Any], reason: str, now: datetime) -> None:
-    """A follow-up a governor refuses (an open breaker, a limit with over: block)."""
-    row.update(
-        status=ActionStatus.BLOCKED.value,
-        failure_type=FailureType.BLOCKED.value,
-        finished_at=now,
-        next_poll_at=None,
-        next_wake_at=None,
-        inflight_key=None,
-        message=f"blocked: {reason}",
-    )
