@@ -77,7 +77,7 @@ def alive(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status")
     try:
         return "State:\tZ" not in status.read_text()
-    except FileNotFoundError:
+    except OSError:  # it went between the two looks (ENOENT, or ESRCH while reading)
         return False
 
 
