@@ -42,6 +42,32 @@ async def test_actions_on_one_target_never_overlap_across_incidents_and_engines(
         assert await leases.held(connection) == []  # every lease given back
 
 
+async def test_three_workers_ingesting_at_once_never_run_two_on_one_target(
+    make_heal: HealFactory, clock: Clock
+) -> None:
+    """As in production: three workers, each ingesting its own alerts concurrently and
+    waking whatever is due; the fake target counts how many runs overlapped."""
+    workers = [await make_heal(governed(DELAY), clock=clock) for _ in range(3)]
+    plugin = FakeTarget()
+    install(workers, plugin)
+    batches = [
+        [crash(f"checkout-{w}-{i}") for i in range(3)] + [crash(f"cart-{w}", deployment="cart")]
+        for w in range(3)
+    ]
+    reports = await asyncio.gather(
+        *(worker.ingest.ingest(batch) for worker, batch in zip(workers, batches, strict=True))
+    )
+    assert sum(r.actions_created for r in reports) == 12
+
+    ended = await run_all(workers, clock)
+
+    assert [r["status"] for r in ended] == ["success"] * 12
+    assert plugin.most == {"checkout": 1, "cart": 1}
+    assert sorted(plugin.runs) == list(range(1, 13))  # each ran once
+    async with workers[0].db.read() as connection:
+        assert await leases.held(connection) == []
+
+
 async def test_a_higher_max_lets_that_many_run_at_once(
     make_heal: HealFactory, clock: Clock
 ) -> None:
