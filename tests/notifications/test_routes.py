@@ -333,3 +333,42 @@ async def test_a_channels_rate_limit_postpones_without_counting_an_attempt(
         assert len(waiting) == 2
         assert all(r["attempts"] == 0 for r in waiting)
         assert all(r["next_attempt_at"] >= clock.now + timedelta(seconds=60) for r in waiting)
+
+
+async def test_a_channels_rate_limit_holds_across_two_workers(
+    make_heal: HealFactory, clock: Clock
+) -> None:
+    """Two dispatchers (two workers on one database), each leasing one row at a time:
+    the channel still gets one message per min_interval, not one per worker."""
+    text_limit = POLICY.replace(
+        "secret: hook_key, min_interval: 0", "secret: hook_key, min_interval: 60"
+    )
+    hook = FakeReceiver(HOOK_KEY, now=clock.now.timestamp())
+    async with serving(hook.app()) as hook_url:
+        policy = (
+            text_limit.replace("WEBHOOK_URL", hook_url)
+            .replace("TEAMS_URL", "http://127.0.0.1:9")
+            .replace("COLLAPSE", "50")
+        )
+        environ = {"HEAL_TEST_HOOK_KEY": HOOK_KEY, "HEAL_TEST_DISCORD_URL": "http://127.0.0.1:9"}
+        workers = [await make_heal(policy, clock=clock, environ=environ) for _ in range(2)]
+        for worker in workers:
+            worker.chat.clock = clock
+            worker.chat.batch = 1
+            assert worker.chat.routed is not None
+            worker.chat.routed.clock = clock
+            worker.engine.plugins["local"] = Runs()
+        await workers[0].ingest.ingest([alert()])
+        await drive(workers[0], clock, 1)
+        await _take_turns(workers)
+        assert len(hook.calls) == 1
+        clock.advance(60)
+        await _take_turns(workers)
+        assert len(hook.calls) == 2  # the next one, a minute later, from either worker
+
+
+async def _take_turns(workers: list[Any], rounds: int = 20) -> None:
+    """The workers' dispatchers in turn, one row each, more rounds than there are rows."""
+    for _ in range(rounds):
+        for worker in workers:
+            await worker.chat.run_once()

@@ -64,7 +64,6 @@ class RoutedSender:
         self.max_attempts = max_attempts
         self.build = build
         self._built: dict[str, tuple[ChannelConfig, EventChannel]] = {}
-        self._last_sent: dict[str, datetime] = {}
 
     def configured(self) -> bool:
         return bool(self.policy().notifications.routes)
@@ -77,16 +76,18 @@ class RoutedSender:
     async def deliver(self, row: dict[str, Any]) -> None:
         name: str = row["channel"]
         now = self.clock()
-        wait_until = self._rate_limited(name, now)
-        if wait_until is not None:
-            async with self.db.write() as connection:
-                await notifications_repo.postpone(connection, row["id"], wait_until)
-            return
         async with self.db.write() as connection:
             # Ours still (a second dispatcher whose lease ran out must not send it too).
             if not await notifications_repo.renew_lease(
                 connection, row["id"], row["next_attempt_at"], now + self.lease
             ):
+                return
+            # The channel's rate limit, from the rows: it holds across every worker.
+            free_at = await notifications_repo.take_channel_slot(
+                connection, row["id"], name, now, self._interval(name)
+            )
+            if free_at is not None:
+                await notifications_repo.postpone(connection, row["id"], free_at)
                 return
             waiting = await notifications_repo.waiting_events(connection, row["incident_id"], name)
         others = [w for w in waiting if w["id"] != row["id"]]
@@ -101,20 +102,14 @@ class RoutedSender:
         except ChannelError as exc:
             await self._failed(row, exc)
             return
-        self._last_sent[name] = self.clock()
         async with self.db.write() as connection:
             await notifications_repo.delivered(connection, row["id"], [name], done=True)
             if storm:
                 await notifications_repo.collapse(connection, [w["id"] for w in storm], row["id"])
 
-    def _rate_limited(self, name: str, now: datetime) -> datetime | None:
-        last = self._last_sent.get(name)
-        if last is None:
-            return None
+    def _interval(self, name: str) -> float:
         config = self.policy().notifications.channels.get(name)
-        interval = config.min_interval if config is not None else CHAT_INTERVAL
-        due = last + timedelta(seconds=interval)
-        return due if due > now else None
+        return config.min_interval if config is not None else CHAT_INTERVAL
 
     def _message(self, row: dict[str, Any], storm: list[dict[str, Any]]) -> Message:
         payload = dict(row["payload"] or {})

@@ -21,8 +21,8 @@ from heal.domain.actions import IN_FLIGHT_STATUSES, ActionStatus
 from heal.domain.approvals import week_window
 from heal.domain.matchers import LabelMatcher, matches_all
 from heal.governors import breakers
-from heal.governors.locks import serialise
 from heal.policy.models import ActionBase, Policy
+from heal.store.locks import serialise
 from heal.store.tables import actions
 
 Mode = Literal["approve", "block"]

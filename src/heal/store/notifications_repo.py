@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from heal.store.locks import serialise
 from heal.store.tables import chat_cards, notifications
 
 
@@ -292,4 +293,34 @@ async def unsent_card(
     for row in rows:
         if provider not in (row.sent_to or "").split(","):
             return dict(row._mapping)
+    return None
+
+
+async def take_channel_slot(
+    connection: AsyncConnection,
+    notification_id: int,
+    channel: str,
+    now: datetime,
+    interval: float,
+) -> datetime | None:
+    """Take ``channel``'s slot for this row (None), unless any dispatcher took one less
+    than ``interval`` seconds ago: then the time the channel frees up, and nothing taken.
+
+    The channel's rows say when it last sent, so every process sees the same limit;
+    concurrent transactions on PostgreSQL take the channel's advisory lock first (SQLite
+    has one writer at a time already).
+    """
+    await serialise(connection, f"notifications-channel:{channel}")
+    last = (
+        await connection.execute(
+            select(func.max(notifications.c.sending_at)).where(notifications.c.channel == channel)
+        )
+    ).scalar()
+    if last is not None and interval > 0:
+        free_at: datetime = last + timedelta(seconds=interval)
+        if free_at > now:
+            return free_at
+    await connection.execute(
+        update(notifications).where(notifications.c.id == notification_id).values(sending_at=now)
+    )
     return None

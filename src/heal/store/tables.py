@@ -273,8 +273,11 @@ notifications = Table(
     Column("channel", String(100), nullable=True),
     Column("event", String(40), nullable=True),
     Column("payload", Json, nullable=True),
+    # When a dispatcher took the channel's slot to send it: the rate limit, across workers.
+    Column("sending_at", UTCDateTime(), nullable=True),
 )
 Index("ix_notifications_status_next", notifications.c.status, notifications.c.next_attempt_at)
+Index("ix_notifications_channel_sending_at", notifications.c.channel, notifications.c.sending_at)
 Index("ix_notifications_incident_id", notifications.c.incident_id)
 
 # -- verification of fixes ------------------------------------------------------------------
