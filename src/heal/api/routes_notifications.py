@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 
 from heal.api.auth import Viewer
-from heal.api.schemas import VALIDATION_ERRORS, StoredText
+from heal.api.schemas import ID_MAX, VALIDATION_ERRORS, StoredText
 from heal.app import Heal
 from heal.approvals.notices import delivery_record
 from heal.store import notifications_repo
@@ -22,7 +22,7 @@ async def list_notifications(
     request: Request,
     _caller: Viewer,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
-    incident_id: Annotated[int | None, Query(ge=1)] = None,
+    incident_id: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
     channel: StoredText | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[dict[str, Any]]:
