@@ -236,9 +236,7 @@ class Engine:
         self, state: ActionState, context: dict[str, Any], now: datetime
     ) -> NodeOutcome:
         node = state.node
-        # An HTTP node (of an http action, or an approval ticket's on any type) is the http
-        # plugin's; every other step is its action type's.
-        kind = "http" if isinstance(node, Node) else state.config.type
+        kind = _plugin_kind(state)
         try:
             plugin = self.plugins[kind]
         except KeyError:
@@ -407,9 +405,8 @@ class Engine:
             state.current_node
         ):
             return  # waiting for people: nothing of the action ran yet
-        kind = "http" if isinstance(state.node, Node) else state.config.type
         try:
-            plugin = self.plugins[kind]
+            plugin = self.plugins[_plugin_kind(state)]
             context = self._context(row, state)
             done = await plugin.cancel(self._call(state, context, state.node.call_timeout))
         except Exception as exc:
@@ -564,17 +561,43 @@ def _with_retries_noted(transition: Transition, failures: list[str]) -> Transiti
     return Transition(transition.state, [*transition.events, note])
 
 
+def _plugin_kind(state: ActionState) -> str:
+    """An HTTP node (of an http action, or an approval ticket's on any type) is the http
+    plugin's; every other step is its action type's."""
+    return "http" if isinstance(state.node, Node) else state.config.type
+
+
 def _log_failure(row: dict[str, Any], state: ActionState) -> None:
-    """The one line an operator greps for when an action gave up (retries spent, timed
-    out, a bug of ours); the message was redacted when the machine recorded it."""
-    log.error(
-        "action failed",
+    log_action_failed(
         action_id=state.id,
         incident_id=state.incident_id,
         rule=row["rule"],
         action=state.name,
         failure_type=state.failure_type.value if state.failure_type else None,
         reason=state.message,
+    )
+
+
+def log_action_failed(
+    *,
+    action_id: int,
+    incident_id: int,
+    rule: str,
+    action: str,
+    failure_type: str | None,
+    reason: str | None,
+) -> None:
+    """The one line an operator greps for when an action gave up (retries spent, timed
+    out, a bug of ours, or it could not even be created); the reason was redacted when
+    it was recorded."""
+    log.error(
+        "action failed",
+        action_id=action_id,
+        incident_id=incident_id,
+        rule=rule,
+        action=action,
+        failure_type=failure_type,
+        reason=reason,
     )
 
 

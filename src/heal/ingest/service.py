@@ -36,7 +36,7 @@ from heal.engine.create import (
     new_action_row,
     snapshot_verify,
 )
-from heal.engine.engine import utcnow
+from heal.engine.engine import log_action_failed, utcnow
 from heal.engine.interfaces import WakeScheduler
 from heal.governors import limits
 from heal.observability import metrics
@@ -544,12 +544,11 @@ def _alert_row(alert: Alert, incident_id: int | None, now: datetime) -> dict[str
 
 
 def _log_creation_failures(rows: list[dict[str, Any]], action_ids: list[int]) -> None:
-    """The same ``action failed`` line the engine writes, for an action that could not even
-    be created (its template_detail did not render): it is stored, and logged once it is."""
+    """The engine's ``action failed`` line, for an action that could not even be created
+    (its template_detail did not render): it is stored, and logged once it is."""
     for row, action_id in zip(rows, action_ids, strict=True):
         if row["failure_type"] == FailureType.CREATE_FAILURE.value:
-            log.error(
-                "action failed",
+            log_action_failed(
                 action_id=action_id,
                 incident_id=row["incident_id"],
                 rule=row["rule"],
