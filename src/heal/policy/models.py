@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -527,11 +528,14 @@ class ActionBase(StrictModel):
             node.function == function for node in self.approval_ticket.nodes
         )
 
+    @cached_property
+    def nodes_by_function(self) -> dict[str, Step]:
+        """Every step and approval-ticket node by its function; a wake looks its node up
+        several times, and a config is shared by every action of its policy version."""
+        return {node.function: node for node in reversed(self.all_nodes)}
+
     def node(self, function: str) -> Step:
-        for node in self.all_nodes:
-            if node.function == function:
-                return node
-        raise KeyError(function)
+        return self.nodes_by_function[function]
 
 
 class HttpAction(ActionBase):
