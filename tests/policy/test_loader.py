@@ -552,6 +552,7 @@ def test_json_schema() -> None:
         "notifications",
         "ssh",
         "governors",
+        "decide",
     }
     action_types = schema["properties"]["actions"]["additionalProperties"]["oneOf"]
     assert len(action_types) == 6  # http, kubernetes, stackstorm, ssh, local, notify
@@ -638,7 +639,8 @@ NAME_PROBLEMS = [
         '"Ticket {{ nope }} created"',
         '"Ticket {{ nope',
         "unknown name 'nope' in template (available here: action, alert, approve_result, "
-        "current_status, execute_config, incident, outputs, pre_node_outputs, settings, sn, url)",
+        "current_status, execute_config, incident, outputs, params, pre_node_outputs, settings, sn, "
+        "url)",
         id="no-close-name-lists-what-is-there",
     ),
 ]
@@ -716,7 +718,7 @@ def test_unknown_key_without_a_close_name_lists_the_known_ones() -> None:
     problem = only_problem(variant("    skip_delay: 0\n", "    colour: red\n"))
     assert problem.message == (
         "unknown key 'colour' (known keys: name, match, group_by, skip_delay, actions, continue, "
-        "verify)"
+        "verify, decide)"
     )
 
 

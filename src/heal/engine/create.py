@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from heal.domain.actions import ActionStatus, FailureType, Signal
 from heal.policy.expressions import ExpressionError, render
 from heal.policy.models import ActionBase, Verify
+from heal.policy.params import ParamsRejected, validate_params
 from heal.policy.plugins import parse_action
 
 
@@ -32,7 +34,7 @@ def execute_config(config: ActionBase, context: dict[str, Any]) -> dict[str, Any
     detail = {key: render(value, context) for key, value in config.template_detail.items()}
     return {
         "timeout": config.timeout,
-        "params": config.params,
+        "params": context.get("params", {}),
         "template_detail": [{"key": k, "value": v} for k, v in detail.items()],
         "template_detail_dict": detail,
     }
@@ -50,8 +52,14 @@ def new_action_row(
     incident: dict[str, Any],
     settings: dict[str, Any],
     now: datetime,
+    params: Mapping[str, Any] | None = None,
+    policy: Any = None,
 ) -> dict[str, Any]:
-    context = {"alert": alert, "incident": incident, "settings": settings}
+    """A new action's row, not inserted. ``params``: the values proposed for the action's
+    declared params (a decision's, or a rule's rendered ``params``), checked against
+    them here with ``policy`` (for ``enum_from``); values that do not validate make the
+    action a failed creation, never a step that runs with them."""
+    context: dict[str, Any] = {"alert": alert, "incident": incident, "settings": settings}
     row: dict[str, Any] = {
         "incident_id": incident_id,
         "alert_id": alert_id,
@@ -80,19 +88,22 @@ def new_action_row(
         "inflight_key": inflight_key(incident_id, rule, action_name),
         "target": None,
     }
-    what = "template_detail"
+    what = "params"
     try:
+        context["params"] = validate_params(config.params, params or {}, policy)
+        what = "template_detail"
         rendered = execute_config(config, context)
         what = "target_key"
         if config.target_key is not None:
             row["target"] = _target(config.target_key, context)
-    except ExpressionError as exc:
+    except (ExpressionError, ParamsRejected) as exc:
         # Keep the action visible as a failed creation rather than dropping it.
         rendered = {}
+        failed = "did not validate" if isinstance(exc, ParamsRejected) else "failed to render"
         row.update(
             status=ActionStatus.FAILURE.value,
             failure_type=FailureType.CREATE_FAILURE.value,
-            message=f"{what} failed to render: {exc}",
+            message=f"{what} {failed}: {exc}",
             finished_at=now,
             next_poll_at=None,
             next_wake_at=None,

@@ -499,6 +499,7 @@ class Engine:
             "alert": row["context"].get("alert", {}),
             "incident": row["context"].get("incident", {}),
             "execute_config": snapshot.get("execute_config", {}),
+            "params": snapshot.get("execute_config", {}).get("params", {}),
             "settings": snapshot.get("settings", {}),
             "action": {"id": state.id, "name": state.name, "rule": row["rule"]},
             "outputs": state.outputs,

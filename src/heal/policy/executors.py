@@ -14,14 +14,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from heal.policy.base import StrictModel, Template
 from heal.policy.models import (
     ActionBase,
     Condition,
     ConditionMethod,
     ExecutorStep,
     Step,
-    StrictModel,
-    Template,
     check_nested_templates,
 )
 

@@ -7,49 +7,19 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from heal.domain.actions import Signal
-from heal.domain.approvals import OnResolve, TimeWindow, week_window
+from heal.domain.approvals import OnResolve
 from heal.domain.matchers import LabelMatcher
 from heal.domain.notifications import CHAT_CHANNELS, Event
 from heal.domain.verification import OnIneffective
+from heal.policy.base import MatcherSpec, StrictModel, Template, WeekWindowSpec, WindowSpec
+from heal.policy.decide import DecideSettings, RuleDecide
 from heal.policy.expressions import ValueFormat, check_expression, check_template
+from heal.policy.params import ParamSpec, as_declared
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-
-
-def _template_compiles(source: str) -> str:
-    check_template(source)
-    return source
-
-
-def _matcher_parses(spec: str) -> str:
-    LabelMatcher.parse("", spec)
-    return spec
-
-
-def _window_parses(window: str) -> str:
-    TimeWindow.parse(window)
-    return window
-
-
-def _week_window_parses(window: str) -> str:
-    week_window(window)
-    return window
-
-
-# Checked one by one, so that a problem is reported at its own key or item.
-Template = Annotated[str, AfterValidator(_template_compiles)]
-MatcherSpec = Annotated[str, AfterValidator(_matcher_parses)]
-WindowSpec = Annotated[str, AfterValidator(_window_parses)]
-WeekWindowSpec = Annotated[str, AfterValidator(_week_window_parses)]
-
-
-class StrictModel(BaseModel):
-    # Unknown keys are errors: a typo in a policy must not silently do nothing.
-    # Attribute docstrings are the JSON Schema's descriptions: editors show them as help.
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ConditionMethod(StrEnum):
@@ -465,8 +435,18 @@ class ActionBase(StrictModel):
     template_detail: dict[str, Template] = Field(default_factory=dict)
     """Templates rendered once when the action is created (alert, incident, settings); nodes
     read them as execute_config.template_detail."""
-    params: dict[str, Any] = Field(default_factory=dict)
-    """Free-form values for the nodes: execute_config.params."""
+    params: dict[str, ParamSpec] = Field(default_factory=dict)
+    """What a decision may fill in, by name: {type, enum, enum_from, pattern, minimum,
+    maximum, default, description}; a plain value is a constant. The values reach steps
+    as params.* and execute_config.params."""
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _plain_values_are_constants(cls, params: Any) -> Any:
+        if isinstance(params, dict):
+            return {name: as_declared(declared) for name, declared in params.items()}
+        return params
+
     fallback: str | None = None
     """Another action (by name) that runs next for the same incident when this one fails
     after its retries; on the timeline as a fallback."""
@@ -558,6 +538,8 @@ class HttpAction(ActionBase):
 class ActionRef(StrictModel):
     action: str
     """The name of an action defined under actions."""
+    params: dict[str, Template] = Field(default_factory=dict)
+    """Values for the action's declared params, as templates of the alert and incident."""
     signal: list[Signal] = Field(default_factory=lambda: [Signal.FIRING], min_length=1)
     """On which signal the action starts: firing (a new alert occurrence) and/or resolved."""
 
@@ -577,6 +559,9 @@ class Rule(StrictModel):
     """Let the next matching rule act on the alert too (as in Alertmanager)."""
     verify: Verify | None = None
     """Check that the rule's actions fixed the incident (each action may override it)."""
+    decide: RuleDecide | None = None
+    """Let heal choose the action among a catalogue (playbooks, LLM, expert rules: see the
+    policy's decide section) instead of naming it under actions."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
@@ -793,6 +778,8 @@ class Policy(StrictModel):
     governors: Governors = Field(default_factory=Governors)
     """Safety governors across all actions (the global budget); each action has its own
     concurrency, limits and breaker."""
+    decide: DecideSettings = Field(default_factory=DecideSettings)
+    """How heal chooses an action for rules with decide: tiers and time budget."""
     actions: dict[str, ActionBase] = Field(default_factory=dict)
     """What can be done, by name. Validated against the installed action types: load a policy
     with heal.policy.loader (or validate with heal.policy.plugins.policy_model())."""

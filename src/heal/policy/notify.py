@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from heal.policy.models import ActionBase, ExecutorStep, Step, Template
+from heal.policy.base import Template
+from heal.policy.models import ActionBase, ExecutorStep, Step
 
 
 class NotifyAction(ActionBase):

@@ -32,10 +32,20 @@ T = TypeVar("T")
 # What Engine._context gives every node's templates and expressions, besides the outputs
 # of the action's nodes by name.
 _NODE_NAMES = frozenset(
-    {"alert", "incident", "execute_config", "settings", "action", "outputs", "pre_node_outputs"}
+    {
+        "alert",
+        "incident",
+        "execute_config",
+        "params",
+        "settings",
+        "action",
+        "outputs",
+        "pre_node_outputs",
+    }
 )
-# template_detail renders when the action is created, before any node ran.
-_DETAIL_NAMES = frozenset({"alert", "incident", "settings"})
+# template_detail renders when the action is created, before any node ran, once its
+# params are known.
+_DETAIL_NAMES = frozenset({"alert", "incident", "settings", "params"})
 _ONLY_IN = {
     "secrets": "'secrets' is only available in a request's url, headers and inputs",
     "response": "'response' is only available in outputs",
@@ -65,16 +75,21 @@ def reference_errors(data: Any) -> list[Finding]:
         if isinstance(data.get("settings") or {}, dict)
         else None,
     }
-    findings = list(_rule_findings(_sequence(data.get("rules")), actions))
+    rules = _sequence(data.get("rules"))
+    findings = list(_rule_findings(rules, actions))
+    findings += _decide_findings(_mapping(data.get("decide")), rules, actions)
+    findings += _llm_key_findings(_mapping(_mapping(data.get("decide")).get("llm")), declared)
     for name, action in actions.items():
         if isinstance(action, dict):
             where = ("actions", name)
-            findings.extend(_action_findings(where, action, declared))
+            # Templates of an action see its own declared params, and no others.
+            own: Scope = {**declared, "params": frozenset(map(str, _mapping(action.get("params"))))}
+            findings.extend(_action_findings(where, action, own))
             findings.extend(_fallback_findings(where, action, actions))
             findings.extend(_rollback_findings(where, action, actions))
-            findings.extend(_target_findings(where, action, declared))
+            findings.extend(_target_findings(where, action, own))
             if action.get("type") != "http":
-                findings.extend(_executor_findings(where, action, declared, data))
+                findings.extend(_executor_findings(where, action, own, data))
     return findings
 
 
@@ -220,13 +235,70 @@ def _rule_findings(rules: list[Any], actions: dict[Any, Any]) -> Iterator[Findin
             seen.add(name)
         for ref_index, ref in enumerate(_sequence(rule.get("actions"))):
             action = ref.get("action") if isinstance(ref, dict) else None
-            if isinstance(action, str) and action not in actions:
-                yield Finding(
-                    ("rules", index, "actions", ref_index, "action"),
-                    f"action {action!r} is not defined{_suggestion(action, map(str, actions))} "
-                    f"(defined: {', '.join(map(str, actions)) or 'none'})",
-                    at_value=True,
-                )
+            yield from _undefined_action(
+                ("rules", index, "actions", ref_index, "action"), action, actions
+            )
+        catalogue = _mapping(rule.get("decide")).get("catalogue")
+        for ref_index, action in enumerate(_sequence(catalogue)):
+            yield from _undefined_action(
+                ("rules", index, "decide", "catalogue", ref_index), action, actions
+            )
+
+
+def _decide_findings(
+    decide: dict[str, Any], rules: list[Any], actions: dict[Any, Any]
+) -> Iterator[Finding]:
+    """Expert rules name defined actions; when a rule decides, the last expert rule is a
+    default (no match) whose action every deciding rule's catalogue allows, so a decision
+    always ends with a proposal."""
+    experts = [e for e in _sequence(decide.get("expert_rules")) if isinstance(e, dict)]
+    for index, expert in enumerate(experts):
+        yield from _undefined_action(
+            ("decide", "expert_rules", index, "action"), expert.get("action"), actions
+        )
+    deciding = [
+        (index, _sequence(_mapping(rule.get("decide")).get("catalogue")))
+        for index, rule in enumerate(rules)
+        if isinstance(rule, dict) and rule.get("decide")
+    ]
+    if not deciding:
+        return
+    default = experts[-1] if experts and not experts[-1].get("match") else None
+    if default is None:
+        yield Finding(
+            ("decide", "expert_rules"),
+            "rules decide, so the last expert rule must be a default (no match): "
+            "a decision must always end with a proposal",
+        )
+        return
+    for index, catalogue in deciding:
+        if default.get("action") not in catalogue:
+            yield Finding(
+                ("rules", index, "decide", "catalogue"),
+                f"the catalogue must allow {default.get('action')!r}, the action of the default "
+                f"expert rule {default.get('name')!r}",
+            )
+
+
+def _llm_key_findings(llm: dict[str, Any], declared: Scope) -> Iterator[Finding]:
+    key = llm.get("api_key")
+    secrets = declared.get("secrets") or frozenset()
+    if isinstance(key, str) and key not in secrets:
+        yield Finding(
+            ("decide", "llm", "api_key"),
+            f"secret {key!r} is not declared under secrets{_suggestion(key, secrets)}",
+            at_value=True,
+        )
+
+
+def _undefined_action(loc: Loc, action: Any, actions: dict[Any, Any]) -> Iterator[Finding]:
+    if isinstance(action, str) and action not in actions:
+        yield Finding(
+            loc,
+            f"action {action!r} is not defined{_suggestion(action, map(str, actions))} "
+            f"(defined: {', '.join(map(str, actions)) or 'none'})",
+            at_value=True,
+        )
 
 
 def _nodes(action: dict[str, Any]) -> list[tuple[Loc, dict[str, Any], str]]:

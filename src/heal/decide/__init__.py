@@ -1,0 +1,1 @@
+"""Deciding what to do for an incident: playbooks, an LLM, expert rules, within a budget."""
