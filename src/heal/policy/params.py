@@ -108,14 +108,16 @@ class ParamSpec(BaseModel):
         return schema
 
     def allowed_values(self, policy: Any = None) -> list[Any] | None:
-        """The values an ``enum`` allows, or the plain values of ``enum_from`` (its regex
-        matchers cannot be listed); None when the parameter is not an enumeration."""
+        """The values an ``enum`` allows, or those of ``enum_from`` when all are plain
+        values; None when they cannot be listed (not an enumeration, or a regex)."""
         if self.enum is not None:
             return list(self.enum)
         if self.enum_from is None or policy is None:
             return None
-        plain = [s for s in _resolve(policy, self.enum_from) if not s.startswith(("=~", "!"))]
-        return [s.removeprefix("=") for s in plain] or None
+        specs = _resolve(policy, self.enum_from)
+        if not specs or any(spec.startswith(("=~", "!")) for spec in specs):
+            return None  # a regex allows more than any list could say
+        return [spec.removeprefix("=") for spec in specs]
 
     def check(self, name: str, value: Any, policy: Any = None) -> Any:
         """``value`` if it is allowed, else :class:`ParamsRejected`."""
