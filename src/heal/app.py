@@ -9,6 +9,8 @@ from pathlib import Path
 from heal.approvals.dispatcher import ChatDispatcher
 from heal.approvals.notices import NotificationHook
 from heal.approvals.service import ApprovalService
+from heal.decide.hook import DecisionHook
+from heal.decide.service import DecisionService
 from heal.domain.access import Scope
 from heal.domain.redaction import Redactor
 from heal.engine.engine import Engine
@@ -70,6 +72,7 @@ class Heal:
     plugins: PluginSet
     chat: ChatDispatcher
     verification: VerificationService
+    decisions: DecisionService
     # service tokens: hash -> scopes
     token_hashes: dict[str, frozenset[Scope]] = field(default_factory=dict)
     running: bool = False
@@ -113,9 +116,12 @@ class Heal:
         fallbacks = FallbackHook(runtime, lambda: holder.ruleset, redact)
         verification = VerificationService(db, runtime, lambda: holder.ruleset, redact)
         notices = NotificationHook(lambda: holder.ruleset.policy, redact)
+        decisions = DecisionService(db, runtime, lambda: holder.ruleset, redact=redact)
         # The governors' hook first: a lease is given back before a fallback or a follow-up
         # of the same commit asks for the target.
-        hooks = Hooks(GovernorHook(runtime), approvals, fallbacks, verification, notices)
+        hooks = Hooks(
+            GovernorHook(runtime), approvals, fallbacks, verification, notices, DecisionHook()
+        )
         engine = Engine(
             db, runtime, plugins, secrets, hook=hooks, redact=redact, guard=TargetGuard()
         )
@@ -125,7 +131,9 @@ class Heal:
             ruleset=ruleset,
             engine=engine,
             runtime=runtime,
-            ingest=IngestService(db, runtime, lambda: holder.ruleset, redact),
+            ingest=IngestService(
+                db, runtime, lambda: holder.ruleset, redact, on_decisions=decisions.started
+            ),
             approvals=approvals,
             plugins=plugins,
             chat=ChatDispatcher(
@@ -137,6 +145,7 @@ class Heal:
                 secrets=secrets,
             ),
             verification=verification,
+            decisions=decisions,
             token_hashes=settings.token_hashes(),
         )
         return holder
@@ -150,6 +159,7 @@ class Heal:
             self.runtime.add_sweep(self.sweep_expired_approvals)
             self.runtime.add_sweep(self.verification.sweep)
             self.runtime.add_sweep(self.sweep_leases)
+            self.runtime.add_sweep(self.decisions.sweep)
             await self.runtime.start(self.engine)
             self.chat.start()
         elif isinstance(self.runtime, ProcrastinateRuntime):
@@ -187,6 +197,7 @@ class Heal:
 
     async def stop(self) -> None:
         self.running = False
+        await self.decisions.drain(grace=5.0)
         await self.chat.stop()
         await self.runtime.stop()
         await self.plugins.aclose()

@@ -639,8 +639,8 @@ NAME_PROBLEMS = [
         '"Ticket {{ nope }} created"',
         '"Ticket {{ nope',
         "unknown name 'nope' in template (available here: action, alert, approve_result, "
-        "current_status, execute_config, incident, outputs, params, pre_node_outputs, settings, sn, "
-        "url)",
+        "current_status, execute_config, incident, outputs, params, pre_node_outputs, settings, "
+        "sn, url)",
         id="no-close-name-lists-what-is-there",
     ),
 ]

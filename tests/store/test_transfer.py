@@ -18,6 +18,7 @@ from heal.settings import Settings, hash_token
 from heal.store import (
     actions_repo,
     approvals_repo,
+    decisions_repo,
     incidents_repo,
     notifications_repo,
     silences_repo,
@@ -155,6 +156,11 @@ async def _fill_every_table(heal: Heal, clock: Clock, fake: FakeITSM) -> None:
         row = await actions_repo.load(connection, busy)
     assert row is not None
     await heal.engine.wake(busy, row["version"])  # a ticket open, polled: the target is leased
+    async with heal.db.write() as connection:  # a decision, as ingest opens one
+        decision = decisions_repo.new_row(
+            row["incident_id"], "decider", row["alert_id"], clock.now, 30
+        )
+        await decisions_repo.open_many(connection, [decision])
 
 
 async def _approved(heal: Heal, clock: Clock, service: str, *signers: Signer) -> int:

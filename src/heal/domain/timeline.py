@@ -30,6 +30,12 @@ class EventKind(StrEnum):
     # Verification of fixes: the outcome beside the status, and people's ratings.
     ACTION_OUTCOME = "action.outcome"
     INCIDENT_RATED = "incident.rated"
+    # Deciding: a decision opened (or joined), each tier tried, the verdict.
+    DECISION_OPENED = "decision.opened"
+    DECISION_JOINED = "decision.joined"
+    DECISION_TIER = "decision.tier"
+    DECISION_MADE = "decision.made"
+    DECISION_FAILED = "decision.failed"
 
 
 @dataclass(frozen=True, slots=True)

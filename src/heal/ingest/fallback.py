@@ -18,17 +18,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from heal.approvals.gate import Silence
 from heal.domain.actions import ActionStatus, FailureType, Signal
 from heal.domain.redaction import Redactor
 from heal.domain.timeline import EventKind
-from heal.engine.create import inflight_key, new_action_row, snapshot_verify
 from heal.engine.interfaces import WakeScheduler
 from heal.engine.machine import ActionState
-from heal.ingest.service import gate, request_approval
+from heal.ingest.create import NewAction, create_action
 from heal.policy.models import effective_verify
 from heal.policy.ruleset import RuleSet
-from heal.store import actions_repo, silences_repo, timeline_repo
+from heal.store import timeline_repo
 
 # Failures a fallback answers; the others need a person (see the module's docstring).
 FALLS_BACK = frozenset(
@@ -115,68 +113,43 @@ class FallbackHook:
                 fallback=fallback,
             )
             return
-        key = inflight_key(before["incident_id"], before["rule"], fallback)
-        running = (await actions_repo.in_flight(connection, [key])).get(key)
-        if running is not None:
-            notes.add(
-                before["id"],
-                f"{failed} failed; fallback {fallback} is already in flight (#{running})",
-                fallback=fallback,
-                fallback_action_id=running,
-            )
-            return
-        alert = context.get("alert") or {}
-        row = new_action_row(
-            incident_id=before["incident_id"],
-            alert_id=before["alert_id"],
-            rule=before["rule"],
-            action_name=fallback,
-            config=config,
-            signal=Signal(before["signal"]),
-            alert=alert,
-            incident=context.get("incident") or {},
-            settings=policy.settings,
+        rule = next((r for r in policy.rules if r.name == before["rule"]), None)
+        created = await create_action(
+            connection,
+            NewAction(
+                incident_id=before["incident_id"],
+                incident=context.get("incident") or {},
+                alert_id=before["alert_id"],
+                alert=context.get("alert") or {},
+                rule=before["rule"],
+                action_name=fallback,
+                config=config,
+                signal=Signal(before["signal"]),
+                why=f"by rule {before['rule']!r} as the fallback of {failed!r} (#{before['id']})",
+                verify=effective_verify(rule.verify if rule else None, config.verify),
+                context={"fallback": {"of": before["id"], "chain": [*chain, fallback]}},
+                noted={"fallback_of": before["id"]},
+            ),
+            policy=policy,
+            scheduler=self.scheduler,
+            note=notes.note,
             now=notes.now,
         )
-        row["context"]["fallback"] = {"of": before["id"], "chain": [*chain, fallback]}
-        rule = next((r for r in policy.rules if r.name == before["rule"]), None)
-        snapshot_verify(row, effective_verify(rule.verify if rule else None, config.verify))
-        if row["status"] == ActionStatus.RECEIVED.value:
-            silences = [
-                Silence.from_row(r) for r in await silences_repo.active(connection, notes.now)
-            ]
-            labels = alert.get("labels") or {}
-            await gate(
-                connection, row, config, policy, row["rule"], fallback, labels, silences, notes.now
+        if created.action_id is None:
+            notes.add(
+                before["id"],
+                f"{failed} failed; fallback {fallback} is already in flight (#{created.in_flight})",
+                fallback=fallback,
+                fallback_action_id=created.in_flight,
             )
-        [action_id] = await actions_repo.insert_many(connection, [row])
+            return
         notes.add(
             before["id"],
             f"{failed} failed; running fallback {fallback}",
             fallback=fallback,
-            fallback_action_id=action_id,
+            fallback_action_id=created.action_id,
             chain=[*chain, fallback],
         )
-        notes.add(
-            action_id,
-            f"action {fallback!r} created by rule {row['rule']!r} as the fallback of "
-            f"{failed!r} (#{before['id']})" + (f": {row['message']}" if row.get("message") else ""),
-            EventKind.ACTION_CREATED,
-            status=row["status"],
-            signal=row["signal"],
-            fallback_of=before["id"],
-        )
-        gate_note = row.pop("_gate_note", None)
-        if gate_note:
-            notes.add(action_id, gate_note, EventKind.ACTION_STATUS, status=row["status"])
-        needed = row.pop("_approval", None)
-        if needed is not None:
-            await request_approval(
-                connection, row, action_id, needed, notes.now, notes.note, policy
-            )
-        if row["next_wake_at"] is not None:
-            # The embedded runtime finds it at its next idle look (about a second).
-            await self.scheduler.schedule(connection, action_id, 0, row["next_wake_at"])
 
 
 class _Notes:
@@ -206,6 +179,22 @@ class _Notes:
             }
         )
 
+    def entry(
+        self,
+        action_id: int,
+        message: str,
+        kind: EventKind = EventKind.ACTION_FALLBACK,
+        **data: Any,
+    ) -> dict[str, Any]:
+        return {
+            "incident_id": self.incident_id,
+            "action_id": action_id,
+            "at": self.now,
+            "kind": kind.value,
+            "message": message,
+            "data": data,
+        }
+
     def add(
         self,
         action_id: int,
@@ -213,4 +202,4 @@ class _Notes:
         kind: EventKind = EventKind.ACTION_FALLBACK,
         **data: Any,
     ) -> None:
-        self.note(self.incident_id, kind, message, action_id, **data)
+        self.rows.append(self.entry(action_id, message, kind, **data))

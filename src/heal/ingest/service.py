@@ -46,6 +46,7 @@ from heal.policy.ruleset import RuleSet
 from heal.store import (
     actions_repo,
     alerts_repo,
+    decisions_repo,
     incidents_repo,
     silences_repo,
     timeline_repo,
@@ -100,12 +101,16 @@ class IngestService:
         rules: Callable[[], RuleSet],
         redact: Redactor | None = None,
         clock: Callable[[], datetime] = utcnow,
+        on_decisions: Callable[[list[int]], None] = lambda ids: None,
     ) -> None:
         self.db = database
         self.scheduler = scheduler
         self.rules = rules
         self.redact = redact or Redactor()
         self.clock = clock
+        # Told the decisions a batch opened, after its commit (the decision service runs
+        # them; the sweep finds any it did not).
+        self.on_decisions = on_decisions
 
     async def ingest(self, batch: list[Alert], source: str = "api") -> IngestReport:
         """Store a batch, all or nothing; :class:`AlertsRefused` when any alert cannot be.
@@ -275,7 +280,10 @@ class IngestService:
                     )
 
             # Actions: at most one in flight per (incident, rule, action).
-            candidates = self._candidates(items, now, note)
+            candidates, deciding = self._candidates(items, now, note)
+            decisions_opened = await self._open_decisions(
+                connection, deciding, ruleset.policy, now, note
+            )
             keys = [
                 inflight_key(c.item.incident_id or 0, c.rule.name, c.action) for c in candidates
             ]
@@ -398,6 +406,8 @@ class IngestService:
 
         if rows:
             self.scheduler.committed(now)
+        if decisions_opened:
+            self.on_decisions(decisions_opened)
         _log_creation_failures(rows, action_ids)
         metrics.ALERTS_DEDUPLICATED.labels(source).inc(report.duplicates)
         report.incident_ids = sorted({i.incident_id for i in items if i.incident_id is not None})
@@ -405,15 +415,19 @@ class IngestService:
 
     def _candidates(
         self, items: list[_Item], now: datetime, note: Callable[..., None]
-    ) -> list[_Candidate]:
+    ) -> tuple[list[_Candidate], list[tuple[_Item, Rule]]]:
+        """The actions the batch's rules name, and the (alert, rule) pairs whose rule
+        decides (``decide:``) for a new firing alert."""
         candidates: list[_Candidate] = []
+        deciding: list[tuple[_Item, Rule]] = []
         for item in items:
             if item.incident_id is None:
                 continue
             signal = Signal.FIRING if item.verdict is IngestVerdict.NEW_FIRING else Signal.RESOLVED
             for rule in item.rules:
                 refs = [ref for ref in rule.actions if signal in ref.signal]
-                if not refs:
+                decides = rule.decide is not None and signal is Signal.FIRING
+                if not refs and not decides:
                     continue
                 age = now - item.alert.starts_at
                 if (
@@ -440,7 +454,48 @@ class IngestService:
                     actions=[ref.action for ref in refs],
                 )
                 candidates.extend(_Candidate(item, rule, ref.action, signal) for ref in refs)
-        return candidates
+                if decides:
+                    deciding.append((item, rule))
+        return candidates, deciding
+
+    async def _open_decisions(
+        self,
+        connection: AsyncConnection,
+        deciding: list[tuple[_Item, Rule]],
+        policy: Policy,
+        now: datetime,
+        note: Callable[..., None],
+    ) -> list[int]:
+        """A decision per incident and deciding rule, unless it has one (a later alert of
+        the incident, or a concurrent batch, joins it): the ids of those opened here."""
+        rows = {
+            (item.incident_id or 0, rule.name): decisions_repo.new_row(
+                item.incident_id or 0, rule.name, item.alert_id, now, policy.decide.budget
+            )
+            for item, rule in deciding
+        }
+        found = await decisions_repo.open_many(connection, list(rows.values()))
+        opened: list[int] = []
+        for (incident_id, rule_name), (decision_id, created) in sorted(found.items()):
+            if created:
+                opened.append(decision_id)
+                note(
+                    incident_id,
+                    EventKind.DECISION_OPENED,
+                    f"decision #{decision_id} opened for rule {rule_name!r} "
+                    f"(budget {policy.decide.budget:g} s)",
+                    decision_id=decision_id,
+                    rule=rule_name,
+                )
+            else:
+                note(
+                    incident_id,
+                    EventKind.DECISION_JOINED,
+                    f"alert joined decision #{decision_id} of rule {rule_name!r}",
+                    decision_id=decision_id,
+                    rule=rule_name,
+                )
+        return opened
 
 
 async def gate(

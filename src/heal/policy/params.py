@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from heal.domain.matchers import LabelMatcher
+from heal.policy.expressions import ExpressionError, render
 
 # object and array are for constants only: a decision fills in scalars.
 ParamType = Literal["string", "integer", "number", "boolean", "object", "array"]
@@ -222,3 +223,35 @@ def _type_of(value: Any) -> ParamType:
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def render_params(
+    templates: Mapping[str, str], specs: Mapping[str, ParamSpec], context: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Values from templates (an expert rule's or a rule's ``params``), each rendered and
+    read as its declared type ("3" for an integer param is 3). A template that does not
+    render, or a value that is not of its type, is :class:`ParamsRejected`."""
+    values: dict[str, Any] = {}
+    for name, template in templates.items():
+        try:
+            text = render(template, context)
+        except ExpressionError as exc:
+            raise ParamsRejected(f"param {name!r} failed to render: {exc}") from None
+        spec = specs.get(name)
+        values[name] = _read_as(name, text, spec.type) if spec is not None else text
+    return values
+
+
+def _read_as(name: str, text: str, kind: ParamType) -> Any:
+    try:
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            return float(text)
+    except ValueError:
+        raise ParamsRejected(f"param {name!r}: {_shown(text)} is not of type {kind}") from None
+    if kind == "boolean":
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        raise ParamsRejected(f"param {name!r}: {_shown(text)} is not of type boolean")
+    return text

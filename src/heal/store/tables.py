@@ -321,6 +321,36 @@ ratings = Table(
 )
 Index("uq_ratings_incident_rated_by", ratings.c.incident_id, ratings.c.rated_by, unique=True)
 
+# One decision per incident and deciding rule: which action of the rule's catalogue to run.
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("incident_id", Id, ForeignKey("incidents.id"), nullable=False),
+    Column("rule", String(200), nullable=False),
+    # The alert that started it: the one the tiers look at first.
+    Column("alert_id", Id, ForeignKey("alerts.id"), nullable=True),
+    # init | analyzing | ready | executing | completed | error
+    Column("state", String(20), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    # The budget's end: past it, the decision goes to the expert rules.
+    Column("deadline_at", UTCDateTime(), nullable=False),
+    # A process running the tiers holds the row until then (its lease).
+    Column("claimed_until", UTCDateTime(), nullable=True),
+    Column("runs", Integer, nullable=False),
+    # The tiers tried, in order: tier, latency, proposal or why it was rejected.
+    Column("attempts", Json, nullable=False),
+    Column("tier", String(20), nullable=True),
+    Column("proposal", Json, nullable=True),
+    Column("action_id", Id, ForeignKey("actions.id"), nullable=True),
+    Column("error", Text, nullable=True),
+)
+Index("uq_decisions_incident_id_rule", decisions.c.incident_id, decisions.c.rule, unique=True)
+Index("ix_decisions_state", decisions.c.state)
+Index("ix_decisions_action_id", decisions.c.action_id)
+
 # -- safety governors -----------------------------------------------------------------------
 # One row per slot of a target held by a started action: the primary key makes "never two
 # at once" the database's rule, on every worker. Deleted in the commit that ends the action;
