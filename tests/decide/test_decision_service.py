@@ -112,7 +112,11 @@ async def test_the_expert_rules_decide_when_no_other_tier_answers(
     action = await action_of(heal, decision)
     assert action["action_name"] == "restart-workload"
     assert action["config"]["execute_config"]["params"] == {"namespace": "shop", "name": "web"}
-    assert action["context"]["decision"] == {"id": decision["id"], "tier": "expert"}
+    assert action["context"]["decision"] == {
+        "id": decision["id"],
+        "tier": "expert",
+        "confidence": 0.0,
+    }
     assert said(entries, "decision.opened") == [
         f"decision #{decision['id']} opened for rule 'workload-down' (budget 30 s)"
     ]
@@ -292,3 +296,47 @@ async def test_a_policy_whose_rules_decide_needs_a_default_expert_rule() -> None
     with pytest.raises(PolicyError, match=r"the last expert rule must be a default \(no match\)"):
         load_policy_text(text)
     assert isinstance(load_policy_text(POLICY.replace("BUDGET", "30")), Policy)
+
+
+SCALE = ("scale-up", {"replicas": 2})
+AUTO = """
+approval:
+  enabled: true
+  auto_approve:
+    - {name: trusted-playbooks, tiers: [playbook], min_lower_bound: 0.8}
+    - {name: sure-llm, tiers: [llm], min_confidence: 0.9, max_risk: medium}
+"""
+
+
+@pytest.mark.parametrize(
+    ("proposal", "approved_by"),
+    [
+        (
+            Proposal(
+                TierName.PLAYBOOK, "scale-up", {"replicas": 2}, evidence={"lower_bound": 0.86}
+            ),
+            "trusted-playbooks",
+        ),
+        (
+            Proposal(TierName.PLAYBOOK, "scale-up", {"replicas": 2}, evidence={"lower_bound": 0.5}),
+            None,
+        ),
+        (Proposal(TierName.LLM, "scale-up", {"replicas": 2}, confidence=0.95), "sure-llm"),
+        (Proposal(TierName.LLM, "scale-up", {"replicas": 2}, confidence=0.7), None),
+    ],
+)
+async def test_auto_approval_may_ask_for_a_playbooks_lower_bound_or_the_llms_confidence(
+    make_heal: HealFactory, clock: Clock, proposal: Proposal, approved_by: str | None
+) -> None:
+    heal: Heal = await make_heal(AUTO + POLICY.replace("BUDGET", "30"), clock=clock)
+    heal.decisions.clock = clock
+    tier = ScriptedTier(proposal.tier, TierAnswer(proposal))
+    heal.decisions.tiers = lambda policy: [tier]
+    decision, entries = await decided(heal, namespace="shop", deployment="web")
+    action = await action_of(heal, decision)
+    if approved_by is None:
+        assert action["status"] == "waiting"
+    else:
+        assert action["status"] == "received"
+        (note,) = [m for m in said(entries, "action.status") if "auto-approved" in m]
+        assert note.startswith(f"auto-approved by condition {approved_by!r}: decided by the")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -57,11 +58,15 @@ async def auto_approval(
     action: str,
     labels: dict[str, str],
     now: datetime,
+    decision: Mapping[str, Any] | None = None,
 ) -> tuple[AutoApprove, str] | None:
-    """The first auto-approve condition that holds, with the reason it held."""
+    """The first auto-approve condition that holds, with the reason it held. ``decision``:
+    what chose the action, when a decision did (its tier, confidence, lower bound)."""
     history: tuple[int, int] | None = None
     for condition in policy.approval.auto_approve:
-        reasons = []
+        reasons = _decision_reasons(condition, decision)
+        if reasons is None:
+            continue
         if condition.max_risk is not None:
             if RiskLevel.parse(config.risk) > RiskLevel.parse(condition.max_risk):
                 continue
@@ -88,6 +93,38 @@ async def auto_approval(
             reasons.append(f"success rate {rate:.0%} over {runs} runs")
         return condition, ", ".join(reasons) or "unconditional"
     return None
+
+
+def _decision_reasons(
+    condition: AutoApprove, decision: Mapping[str, Any] | None
+) -> list[str] | None:
+    """Why the condition's decision keys hold (none given: nothing to say), or None when
+    they do not: the action was not decided, or not well enough."""
+    if (
+        not condition.tiers
+        and condition.min_confidence is None
+        and condition.min_lower_bound is None
+    ):
+        return []
+    if not decision:
+        return None
+    reasons: list[str] = []
+    tier = str(decision.get("tier") or "")
+    if condition.tiers:
+        if tier not in condition.tiers:
+            return None
+        reasons.append(f"decided by the {tier} tier")
+    if condition.min_confidence is not None:
+        confidence = float(decision.get("confidence") or 0.0)
+        if confidence < condition.min_confidence:
+            return None
+        reasons.append(f"confidence {confidence:.2f} ≥ {condition.min_confidence:.2f}")
+    if condition.min_lower_bound is not None:
+        bound = decision.get("lower_bound")
+        if bound is None or float(bound) < condition.min_lower_bound:
+            return None
+        reasons.append(f"playbook lower bound {float(bound):.2f} ≥ {condition.min_lower_bound:.2f}")
+    return reasons
 
 
 async def _history(connection: AsyncConnection, rule: str, action: str) -> tuple[int, int]:

@@ -37,7 +37,7 @@ from heal.engine.engine import utcnow
 from heal.engine.interfaces import WakeScheduler
 from heal.ingest.create import NewAction, create_action
 from heal.observability.logging import get_logger
-from heal.policy.models import ActionBase, Policy, Rule, effective_verify
+from heal.policy.models import ActionBase, Policy, effective_verify
 from heal.policy.params import ParamsRejected, validate_params
 from heal.policy.ruleset import RuleSet
 from heal.store import alerts_repo, decisions_repo, incidents_repo, timeline_repo
@@ -266,7 +266,7 @@ class DecisionService:
                 why=f"by decision #{row['id']} of rule {row['rule']!r} ({winner.tier.value})",
                 verify=effective_verify(request.rule.verify, config.verify),
                 params=winner.params,
-                context={"decision": {"id": row["id"], "tier": winner.tier.value}},
+                context={"decision": _decision_context(row["id"], winner)},
                 noted={"decision_id": row["id"]},
             ),
             policy=request.policy,
@@ -334,8 +334,18 @@ def _judge(
     return TierAttempt(tier, latency_ms, proposal=accepted)
 
 
-def deciding_rules(rules: Iterable[Rule]) -> list[Rule]:
-    return [rule for rule in rules if rule.decide is not None]
+def _decision_context(decision_id: int, winner: Proposal) -> dict[str, Any]:
+    """What the action keeps of its decision (the gate's auto-approval reads it)."""
+    context: dict[str, Any] = {
+        "id": decision_id,
+        "tier": winner.tier.value,
+        "confidence": winner.confidence,
+    }
+    if "lower_bound" in winner.evidence:
+        context["lower_bound"] = winner.evidence["lower_bound"]
+    if "playbook_id" in winner.evidence:
+        context["playbook_id"] = winner.evidence["playbook_id"]
+    return context
 
 
 def _alert_context(row: dict[str, Any]) -> dict[str, Any]:

@@ -543,7 +543,8 @@ async def gate(
         return
     if needed is None:
         return
-    auto = await auto_approval(connection, policy, config, rule, action, labels, now)
+    decision = (row.get("context") or {}).get("decision")
+    auto = await auto_approval(connection, policy, config, rule, action, labels, now, decision)
     if auto is not None:
         condition, reason = auto
         row["_gate_note"] = f"auto-approved by condition {condition.name!r}: {reason}"

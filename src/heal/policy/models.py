@@ -274,6 +274,14 @@ class AutoApprove(StrictModel):
     """The rule's action succeeded at least this share (0-1) of its finished runs."""
     min_runs: Annotated[int, Field(ge=0)] = 0
     """The rule's action finished at least this many runs (for min_success_rate)."""
+    tiers: list[Literal["playbook", "llm", "expert"]] = Field(default_factory=list)
+    """Only actions a decision chose, by one of these tiers; empty: any action."""
+    min_confidence: Annotated[float, Field(ge=0, le=1)] | None = None
+    """Only a decision's action whose proposal has at least this confidence (the LLM's
+    own; 0 for playbooks and expert rules)."""
+    min_lower_bound: Annotated[float, Field(ge=0, le=1)] | None = None
+    """Only a decision's action proposed by a playbook whose verified success rate has at
+    least this Wilson lower bound (0-1)."""
 
 
 class ApprovalPolicy(StrictModel):
