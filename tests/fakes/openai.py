@@ -161,6 +161,7 @@ class ChatRequest:
 @dataclass
 class FakeOpenAI(Recorder):
     api_key: str | None = None
+    base_url: str = ""  # set while serving: http://127.0.0.1:PORT/v1
     models: tuple[str, ...] = ("qwen2.5:7b",)
     accepts: frozenset[str] = RESPONSE_FORMATS
     script: deque[Script] = field(default_factory=deque)
@@ -318,8 +319,9 @@ class FakeOpenAI(Recorder):
 async def serving_openai(fake: FakeOpenAI) -> AsyncIterator[str]:
     """Yields the API's base URL (``.../v1``) while the fake serves."""
     async with serving(fake.app()) as url:
+        fake.base_url = f"{url}/v1"
         try:
-            yield f"{url}/v1"
+            yield fake.base_url
         finally:
             fake.close()
 

@@ -305,6 +305,8 @@ class LlmTier:
         return text or response.reason_phrase, param
 
     def _late(self, call: _Call) -> str:
+        if call.allowed <= 0:
+            return "no time was left for the LLM (the decision's deadline had passed)"
         return f"the LLM did not answer within {call.allowed:.1f} s"
 
     def _single(self, outcome: Checked | _Failed) -> tuple[Proposal | None, str | None]:
