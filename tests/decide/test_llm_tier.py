@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,10 +23,12 @@ from fakes.openai import (
     text,
 )
 from log_capture import captured_logs
+from ruamel.yaml import YAML
 
 from heal.decide.llm import LlmTier
 from heal.decide.tiers import DecisionInput, KnowledgeHit, TierAnswer
 from heal.domain.decisions import TierName
+from heal.policy.decide import DecideSettings
 from heal.policy.loader import load_policy_text
 from heal.policy.models import Policy
 
@@ -655,3 +658,15 @@ async def test_the_tier_is_built_from_the_policy_and_its_secret(
     assert LlmTier.from_policy(without, secrets={}, client=client) is None
     with pytest.raises(ValueError, match="names the secret 'llm_key', which has no value"):
         LlmTier.from_policy(policy, secrets={}, client=client)
+
+
+def test_the_documented_settings_are_valid() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "deciding.md").read_text()
+    section = doc.split("## The LLM tier")[1]
+    block = section.split("```yaml\n")[1].split("```")[0]
+    data = YAML(typ="safe").load(block)
+    decide = DecideSettings.model_validate(data["decide"])
+    assert decide.llm is not None
+    assert decide.llm.api_key in data["secrets"]
+    assert decide.llm.consensus is not None
+    assert decide.llm.anonymize_labels == ["instance", "pod"]

@@ -204,7 +204,7 @@ class LlmTier:
             call.usage.attempts += 1
             try:
                 response = await self._post(self._body(call, with_schema), remaining)
-            except TimeoutError:
+            except (TimeoutError, httpx.TimeoutException):
                 raise AnswerRejected(self._late(call)) from None
             except httpx.HTTPError as exc:
                 problem = f"cannot reach the LLM at {self.url} ({type(exc).__name__})"

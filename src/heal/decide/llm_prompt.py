@@ -170,6 +170,12 @@ def response_format(request: DecisionInput, *, placeholders: bool) -> dict[str, 
         schema = _strict(fillable, placeholders=placeholders)
         variants.setdefault(json.dumps(schema, sort_keys=True), schema)
     choices = list(variants.values())
+    # An object or array param cannot be described in strict mode: ask for the shape only.
+    strict = not any(
+        "object" in _types(spec) or "array" in _types(spec)
+        for choice in choices
+        for spec in choice["properties"].values()
+    )
     params: dict[str, Any] = choices[0] if len(choices) == 1 else {"anyOf": choices}
     schema = {
         "type": "object",
@@ -184,7 +190,7 @@ def response_format(request: DecisionInput, *, placeholders: bool) -> dict[str, 
     }
     return {
         "type": "json_schema",
-        "json_schema": {"name": SCHEMA_NAME, "schema": schema, "strict": True},
+        "json_schema": {"name": SCHEMA_NAME, "schema": schema, "strict": strict},
     }
 
 
@@ -206,6 +212,11 @@ def _strict(schema: dict[str, Any], *, placeholders: bool) -> dict[str, Any]:
         "required": list(properties),
         "additionalProperties": False,
     }
+
+
+def _types(spec: Mapping[str, Any]) -> list[Any]:
+    kind = spec.get("type")
+    return kind if isinstance(kind, list) else [kind]
 
 
 def _alert(alert: Mapping[str, Any]) -> dict[str, Any]:
