@@ -313,6 +313,19 @@ async def test_an_unknown_model_is_refused_with_the_servers_words(
     )
 
 
+async def test_an_unreachable_endpoint_is_tried_three_times(
+    policy: Policy, fake: FakeOpenAI, client: httpx.AsyncClient
+) -> None:
+    assert policy.decide.llm is not None
+    settings = policy.decide.llm.model_copy(update={"base_url": "http://127.0.0.1:9/v1"})
+    tier = LlmTier(settings, secrets={"llm_key": KEY}, client=client, retry_base=0.01)
+    result = await propose(tier, request_for(policy))
+    assert result.reason == (
+        "cannot reach the LLM at http://127.0.0.1:9/v1/chat/completions (ConnectError) (3 attempts)"
+    )
+    assert result.notes["attempts"] == 3
+
+
 # --- time --------------------------------------------------------------------------------
 async def test_a_slow_answer_past_the_deadline_is_abandoned(
     policy: Policy, fake: FakeOpenAI, client: httpx.AsyncClient
