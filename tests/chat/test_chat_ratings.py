@@ -173,6 +173,7 @@ async def test_a_press_rates_as_the_api_does_and_shows_who_rated_what(chat: Chat
     assert pressed.status_code == 200
     [answer] = chat.telegram.sent("answerCallbackQuery")[-1:]
     assert answer["text"] == f"Thanks, alice: incident #{incident_id} rated 4/5."
+    assert answer["show_alert"] is False
     assert await _ratings(chat, incident_id) == [("alice", 4)]
     shown = chat.telegram.messages[(CHAT_ID, message_id)]
     assert shown["text"].endswith("Rated: alice 4/5")
@@ -232,7 +233,9 @@ async def test_who_may_not_rate_is_told_why_and_nothing_is_recorded(chat: Chat) 
         (444, "Refused: heal user dora is disabled."),
     ):
         assert (await _press_telegram(chat, user, data, message_id)).status_code == 200
-        assert said in chat.telegram.sent("answerCallbackQuery")[-1]["text"]
+        refusal = chat.telegram.sent("answerCallbackQuery")[-1]
+        assert said in refusal["text"]
+        assert refusal["show_alert"] is True
     await _press_slack(chat, "U999", data, ts)
     [told] = chat.slack.sent("chat.postEphemeral")
     assert "heal users link NAME --slack U999" in told["text"]

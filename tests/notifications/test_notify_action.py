@@ -137,7 +137,7 @@ async def test_an_unreachable_channel_is_retried_by_the_outbox(
     assert await heal.chat.run_once() == 0  # not due before its backoff
 
 
-@sqlite
+@BOTH
 async def test_a_step_run_again_with_its_key_queues_the_message_once(
     make_heal: HealFactory, clock: Clock
 ) -> None:

@@ -193,7 +193,8 @@ async def _telegram_rating(
 ) -> None:
     answer = await _rate(heal, "telegram", user, rating)
     try:
-        await channel.answer_callback(query_id, answer.text)
+        # A pop-up to dismiss for a refusal or a repeat; a passing toast for a rating.
+        await channel.answer_callback(query_id, answer.text, alert=answer.prompt is None)
     except ChannelError as exc:  # the rating stands; only the pop-up is lost
         log.warning("telegram answer failed", error=str(exc))
     message = query.get("message")
