@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from heal.approvals.dispatcher import ChatDispatcher
-from heal.approvals.notices import NotificationHook
+from heal.approvals.notices import NotificationHook, StepOutbox
 from heal.approvals.service import ApprovalService
 from heal.decide.hook import DecisionHook
 from heal.decide.service import DecisionService
@@ -104,8 +104,19 @@ class Heal:
         else:
             runtime = EmbeddedRuntime(db, concurrency=settings.workers)
         ruleset = RuleSet(policy)
-        plugins = PluginSet(PluginContext(lambda: holder.ruleset.policy, secrets, redact))
         channels = chat_channels(settings)
+        # A notify step's message goes into the outbox the dispatcher sends (the engine's
+        # clock, so it is due when the step ran).
+        outbox = StepOutbox(
+            db,
+            lambda: holder.ruleset.policy,
+            {c.provider for c in channels},
+            redact,
+            lambda: holder.engine.clock(),
+        )
+        plugins = PluginSet(
+            PluginContext(lambda: holder.ruleset.policy, secrets, redact, outbox=outbox)
+        )
         approvals = ApprovalService(
             db,
             runtime,

@@ -1,6 +1,6 @@
 """A fake Telegram Bot API that checks request shapes as Telegram does.
 
-Methods: sendMessage, editMessageReplyMarkup, answerCallbackQuery, on
+Methods: sendMessage, editMessageReplyMarkup, editMessageText, answerCallbackQuery, on
 ``/bot<token>/<method>`` with JSON bodies, answering ``{ok, result}`` or
 ``{ok: false, error_code, description[, parameters.retry_after]}``. Every request is
 recorded; failures can be queued to test retries.
@@ -51,6 +51,7 @@ class FakeTelegram(Recorder):
         handler = {
             "sendMessage": self._send_message,
             "editMessageReplyMarkup": self._edit_markup,
+            "editMessageText": self._edit_text,
             "answerCallbackQuery": self._answer,
         }.get(method)
         if handler is None:
@@ -110,6 +111,36 @@ class FakeTelegram(Recorder):
                 "of the message",
             )
         message["reply_markup"] = markup
+        return JSONResponse({"ok": True, "result": message})
+
+    def _edit_text(self, p: dict[str, Any]) -> JSONResponse:
+        key = (str(p.get("chat_id")), p.get("message_id"))
+        if not isinstance(key[1], int):
+            return _error(400, "Bad Request: message_id must be an integer")
+        message = self.messages.get(key)  # type: ignore[arg-type]
+        if message is None:
+            return _error(400, "Bad Request: message to edit not found")
+        text = p.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return _error(400, "Bad Request: message text is empty")
+        if len(text) > 4096:
+            return _error(400, "Bad Request: MESSAGE_TOO_LONG")
+        # As Telegram does: an edit without reply_markup removes the inline keyboard.
+        markup = p.get("reply_markup")
+        if markup is not None and (problem := _keyboard_problem(markup)):
+            return _error(400, f"Bad Request: {problem}")
+        if message["text"] == text and message.get("reply_markup") == markup:
+            return _error(
+                400,
+                "Bad Request: message is not modified: specified new message content and "
+                "reply markup are exactly the same as a current content and reply markup "
+                "of the message",
+            )
+        message["text"] = text
+        if markup is None:
+            message.pop("reply_markup", None)
+        else:
+            message["reply_markup"] = markup
         return JSONResponse({"ok": True, "result": message})
 
     def _answer(self, p: dict[str, Any]) -> JSONResponse:

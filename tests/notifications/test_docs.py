@@ -71,5 +71,13 @@ def test_a_channel_naming_an_undeclared_secret_is_refused() -> None:
 
 def test_a_notify_action_must_name_a_channel_of_the_policy() -> None:
     text = "actions:\n  page: {type: notify, channel: pager, message: hi}\n"
-    with pytest.raises(PolicyError, match=r"not under notifications\.channels"):
+    with pytest.raises(PolicyError, match=r"neither under notifications\.channels nor slack"):
         load_policy_text(text)
+
+
+def test_a_notify_action_may_name_the_settings_chats() -> None:
+    for chat in ("slack", "telegram"):
+        policy = load_policy_text(
+            f"actions:\n  page: {{type: notify, channel: {chat}, message: hi}}\n"
+        )
+        assert policy.actions["page"].type == "notify"

@@ -125,7 +125,12 @@ async def test_approval_action_and_verdict_events(make_heal: HealFactory, clock:
 
         # On slack: the card first (the approval's own), then the routed events in its thread.
         card, *replies = slack.sent("chat.postMessage")
-        routed = [r for r in replies if "resolved" in r["text"] or "fixed the" in r["text"]]
+        # (Replies with blocks are the rating prompt's, asked at the resolution.)
+        routed = [
+            r
+            for r in replies
+            if "blocks" not in r and ("resolved" in r["text"] or "fixed the" in r["text"])
+        ]
         async with heal.db.read() as connection:
             posted = await notifications_repo.card_of(connection, provider="slack", incident_id=1)
         assert posted is not None

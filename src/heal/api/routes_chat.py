@@ -20,11 +20,12 @@ from heal.api.schemas import Problem
 from heal.app import Heal
 from heal.approvals.chat import answer_button
 from heal.notify import slack
-from heal.notify.cards import Verb, parse_button_data
-from heal.notify.channels import ChannelError
+from heal.notify.cards import Verb, parse_button_data, parse_rating_data
+from heal.notify.channels import ChannelError, Posted
 from heal.notify.slack import SlackChannel
 from heal.notify.telegram import TelegramChannel
 from heal.observability.logging import get_logger
+from heal.verify.chat_ratings import RatingAnswer, answer_rating
 
 # A press heal cannot read is refused with a sentence, not a list of fields.
 _UNREADABLE: dict[int | str, dict[str, Any]] = {
@@ -84,6 +85,10 @@ async def telegram_update(
     query_id, user, data = query.get("id"), query.get("from"), query.get("data")
     if not isinstance(query_id, str) or not isinstance(user, dict) or "id" not in user:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "callback_query lacks id/from")
+    rating = parse_rating_data(data) if isinstance(data, str) else None
+    if rating is not None:
+        await _telegram_rating(heal, channel, query_id, str(user["id"]), rating, query)
+        return {"ok": True}
     button = parse_button_data(data) if isinstance(data, str) else None
     if button is None:
         answer = "This button is not heal's."
@@ -140,6 +145,10 @@ async def slack_interaction(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "block_actions lacks user/actions"
         )
     pressed = actions[0]
+    rating = parse_rating_data(str(pressed.get("value")))
+    if rating is not None:
+        await _slack_rating(heal, channel, where, user, rating, payload)
+        return Response(status_code=status.HTTP_200_OK)
     try:
         verb = Verb(str(pressed.get("action_id")))
         approval_id = int(str(pressed.get("value")))
@@ -159,3 +168,70 @@ async def slack_interaction(
     except ChannelError as exc:
         log.warning("slack answer failed", error=str(exc))
     return Response(status_code=status.HTTP_200_OK)
+
+
+async def _rate(heal: Heal, provider: str, user: str, rating: tuple[int, int]) -> RatingAnswer:
+    incident_id, score = rating
+    return await answer_rating(
+        heal.db,
+        provider=provider,
+        external_user=user,
+        incident_id=incident_id,
+        score=score,
+        now=heal.verification.clock(),
+        redact=heal.engine.redact,
+    )
+
+
+async def _telegram_rating(
+    heal: Heal,
+    channel: TelegramChannel,
+    query_id: str,
+    user: str,
+    rating: tuple[int, int],
+    query: dict[str, Any],
+) -> None:
+    answer = await _rate(heal, "telegram", user, rating)
+    try:
+        # A pop-up to dismiss for a refusal or a repeat; a passing toast for a rating.
+        await channel.answer_callback(query_id, answer.text, alert=answer.prompt is None)
+    except ChannelError as exc:  # the rating stands; only the pop-up is lost
+        log.warning("telegram answer failed", error=str(exc))
+    message = query.get("message")
+    chat_id = _field(query, "message", "chat")
+    message_id = message.get("message_id") if isinstance(message, dict) else None
+    if answer.prompt is None or not isinstance(chat_id, dict) or not isinstance(message_id, int):
+        return  # nothing new to show, or Telegram did not say which message it was
+    posted = Posted(str(chat_id.get("id")), str(message_id))
+    await _show_rating(channel, posted, answer)
+
+
+async def _slack_rating(
+    heal: Heal,
+    channel: SlackChannel,
+    where: str,
+    user: str,
+    rating: tuple[int, int],
+    payload: dict[str, Any],
+) -> None:
+    answer = await _rate(heal, "slack", user, rating)
+    try:
+        await channel.tell(where, user, answer.text)
+    except ChannelError as exc:
+        log.warning("slack answer failed", error=str(exc))
+    ts = _field(payload, "container", "message_ts") or _field(payload, "message", "ts")
+    if answer.prompt is None or not isinstance(ts, str):
+        return
+    await _show_rating(channel, Posted(where, ts), answer)
+
+
+async def _show_rating(
+    channel: TelegramChannel | SlackChannel, posted: Posted, answer: RatingAnswer
+) -> None:
+    """Edit the prompt to show who rated what: after the rating's commit, and only a
+    courtesy (the next press shows it again); the rating stands if the edit fails."""
+    assert answer.prompt is not None
+    try:
+        await channel.update_rating(posted, answer.prompt)
+    except ChannelError as exc:
+        log.warning("rating prompt not updated", provider=channel.provider, error=str(exc))

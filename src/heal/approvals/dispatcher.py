@@ -20,12 +20,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from heal.approvals import rating_prompt
 from heal.approvals.routed import RoutedSender
 from heal.domain.approvals import ApprovalStatus
 from heal.domain.incidents import IncidentStatus
 from heal.domain.redaction import Redactor
 from heal.engine.engine import utcnow
-from heal.notify.cards import Card
+from heal.notify.cards import Card, RatingPrompt
 from heal.notify.channels import ChannelError, ChatChannel, Posted
 from heal.observability.logging import get_logger
 from heal.policy.models import Policy
@@ -170,6 +171,9 @@ class ChatDispatcher:
             else:
                 await self.routed.deliver(row)
             return
+        if row["kind"] == rating_prompt.KIND:
+            await self._deliver_rating(row)
+            return
         sent_to = [p for p in (row["sent_to"] or "").split(",") if p]
         errors: list[ChannelError] = []
         later: list[datetime] = []
@@ -212,6 +216,64 @@ class ChatDispatcher:
         elif later:
             async with self.db.write() as connection:
                 await notifications_repo.postpone(connection, row["id"], min(later))
+
+    async def _deliver_rating(self, row: dict[str, Any]) -> None:
+        """The rating prompt, under the incident's card on each chat that has one (and
+        only there: a chat that never showed the incident is not asked about it)."""
+        sent_to = [p for p in (row["sent_to"] or "").split(",") if p]
+        held: datetime = row["next_attempt_at"]
+        async with self.db.read() as connection:
+            incident = await incidents_repo.get(connection, row["incident_id"])
+            assert incident is not None  # a foreign key
+            cards = {
+                channel.provider: await notifications_repo.card_of(
+                    connection, provider=channel.provider, incident_id=incident["id"]
+                )
+                for channel in self.channels
+            }
+            prompt = await rating_prompt.prompt_of(connection, incident)
+        targets = [c for c in self.channels if cards[c.provider] is not None]
+        if not targets:
+            async with self.db.write() as connection:
+                await notifications_repo.finish(
+                    connection, row["id"], "skipped", "the incident has no card in a chat"
+                )
+            return
+        errors: list[ChannelError] = []
+        for channel in targets:
+            if channel.provider in sent_to:
+                continue
+            until = self.clock() + self.lease
+            async with self.db.write() as connection:
+                if not await notifications_repo.renew_lease(connection, row["id"], held, until):
+                    log.info("chat notification leased elsewhere", notification=row["id"])
+                    return
+            held = until
+            card = cards[channel.provider]
+            assert card is not None
+            try:
+                await self._post_rating(channel, prompt, card)
+            except ChannelError as exc:
+                errors.append(exc)
+                continue
+            sent_to.append(channel.provider)
+            async with self.db.write() as connection:
+                await notifications_repo.delivered(
+                    connection, row["id"], sent_to, done=len(sent_to) == len(targets)
+                )
+        if errors:
+            await self._failed(row, _Context(incident, None, None, None), errors)
+
+    async def _post_rating(
+        self, channel: ChatChannel, prompt: RatingPrompt, card: dict[str, Any]
+    ) -> None:
+        try:
+            await channel.post_rating(prompt, under=_posted(card))
+        except ChannelError as exc:
+            if not exc.permanent:
+                raise
+            # The card's thread is gone: the prompt names its incident, so it stands alone.
+            await channel.post_rating(prompt)
 
     async def _context(self, row: dict[str, Any]) -> _Context:
         async with self.db.read() as connection:

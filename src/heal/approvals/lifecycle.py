@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from heal.approvals.rating_prompt import ask_for_ratings
 from heal.domain.actions import ActionStatus
 from heal.domain.approvals import ApprovalStatus, OnResolve
 from heal.domain.redaction import Redactor
@@ -78,7 +79,8 @@ async def end_obsolete(
 async def on_incidents_resolved(
     connection: AsyncConnection, incident_ids: list[int], now: datetime, redact: Redactor
 ) -> int:
-    """Skip the waiting actions of resolved incidents whose approval says ``obsolete``."""
+    """Skip the waiting actions of resolved incidents whose approval says ``obsolete``;
+    then ask each incident's chat thread to rate its remediation (``rating_prompt``)."""
     if not incident_ids:
         return 0
     pending = (
@@ -108,6 +110,7 @@ async def on_incidents_resolved(
             connection, action, INCIDENT_RESOLVED, now, redact, action_skipped=True
         ):
             ended += 1
+    await ask_for_ratings(connection, incident_ids, now)
     return ended
 
 

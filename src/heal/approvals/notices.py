@@ -8,18 +8,24 @@ writes nothing, and a channel that refuses later is the dispatcher's business.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.domain.actions import ActionStatus
-from heal.domain.notifications import Event, action_events
+from heal.domain.notifications import CHAT_CHANNELS, Event, action_events
 from heal.domain.redaction import Redactor
+from heal.engine.engine import utcnow
+from heal.engine.interfaces import Unroutable
 from heal.engine.machine import ActionState
 from heal.policy.models import Policy
 from heal.store import incidents_repo, notifications_repo
+from heal.store.db import Database
+
+# The event name a notify step's message is recorded under (``heal notifications list``).
+STEP_EVENT = "notify"
 
 _TITLES = {
     Event.INCIDENT_OPENED: "Incident opened",
@@ -150,6 +156,57 @@ class NotificationHook:
                 now,
                 redact=self.redact,
                 action=action,
+            )
+
+
+class StepOutbox:
+    """``engine.interfaces.MessageOutbox``: a ``notify`` step's message, queued as a routed
+    row of its one channel, so the dispatcher's sender delivers it like any event."""
+
+    def __init__(
+        self,
+        database: Database,
+        policy: Callable[[], Policy],
+        chats: Collection[str],
+        redact: Redactor,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = database
+        self.policy = policy
+        self.chats = frozenset(chats)
+        self.redact = redact
+        self.clock = clock
+
+    async def queue(
+        self,
+        *,
+        key: str,
+        incident_id: int,
+        action_id: int,
+        channel: str,
+        title: str,
+        text: str,
+        payload: Mapping[str, Any],
+    ) -> int:
+        if channel in CHAT_CHANNELS:
+            if channel not in self.chats:
+                raise Unroutable(f"channel {channel} is not configured (settings)")
+        elif channel not in self.policy().notifications.channels:
+            raise Unroutable(f"channel {channel} is not under notifications.channels")
+        body = self.redact(dict(payload))
+        body["title"] = self.redact.text(title)
+        async with self.db.write() as connection:
+            return await notifications_repo.enqueue(
+                connection,
+                incident_id=incident_id,
+                kind="event",
+                text=self.redact.text(text),
+                now=self.clock(),
+                action_id=action_id,
+                channel=channel,
+                event=STEP_EVENT,
+                payload=body,
+                dedupe_key=f"notify:{key}",
             )
 
 

@@ -66,7 +66,11 @@ class RoutedSender:
         self._built: dict[str, tuple[ChannelConfig, EventChannel]] = {}
 
     def configured(self) -> bool:
-        return bool(self.policy().notifications.routes)
+        """Whether anything can queue a row for this sender: a route, or a notify step."""
+        policy = self.policy()
+        return bool(policy.notifications.routes) or any(
+            action.type == "notify" for action in policy.actions.values()
+        )
 
     async def aclose(self) -> None:
         for _, channel in self._built.values():

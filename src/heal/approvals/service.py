@@ -286,7 +286,9 @@ class ApprovalService:
         an executor action's end is news in the incident's thread in any case."""
         approval = await approvals_repo.for_action(connection, before["id"])
         ended = after.status in (ActionStatus.SUCCESS, ActionStatus.FAILURE)
-        executor = after.config.type != "http"
+        # A notify step that succeeded has its own message in the thread: no second line.
+        queued = after.config.type == "notify" and after.status is ActionStatus.SUCCESS
+        executor = after.config.type != "http" and not queued
         if ended and executor and (approval is not None or self.announce_outcomes):
             text = outcome_text(before, after, now)
         elif approval is not None and (ended or after.status is ActionStatus.RUNNING):

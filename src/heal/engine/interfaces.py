@@ -81,6 +81,31 @@ class ActionPlugin(Protocol):
     async def aclose(self) -> None: ...
 
 
+class Unroutable(Exception):
+    """The outbox has no such channel here (not in the policy, a chat not configured)."""
+
+
+class MessageOutbox(Protocol):
+    """The durable outbox of notifications, for a step whose work is a message: queued in
+    a transaction of its own, sent after it with retries, rate limits and a delivery
+    record, like every routed notification."""
+
+    async def queue(
+        self,
+        *,
+        key: str,
+        incident_id: int,
+        action_id: int,
+        channel: str,
+        title: str,
+        text: str,
+        payload: Mapping[str, Any],
+    ) -> int:
+        """Queue the message for ``channel`` once per ``key`` (a repeat returns the first
+        one's id); its delivery id. Raises ``Unroutable`` for a channel it cannot serve."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class PluginContext:
     """What a plugin's factory gets when heal starts (``PluginSpec.runner``)."""
@@ -89,6 +114,8 @@ class PluginContext:
     """The policy in force now (it can be reloaded): read sections such as kubernetes."""
     secrets: Mapping[str, str]
     redact: Redactor
+    outbox: MessageOutbox | None = None
+    """Where a step's message is queued for delivery (None: this process has none)."""
 
 
 class WakeScheduler(Protocol):

@@ -1,5 +1,5 @@
 """A routed channel built from its settings (a ``notifications.channels`` entry as plain
-data) and the policy's secrets. Shared by the outbox's sender and the ``notify`` action."""
+data) and the policy's secrets, for the outbox's sender."""
 
 from __future__ import annotations
 

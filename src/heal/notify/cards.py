@@ -68,3 +68,52 @@ class Card:
 
     def text(self) -> str:
         return "\n".join([self.title, *(f"{name}: {value}" for name, value in self.facts())])
+
+
+# -- the rating prompt: one per resolved incident, in its card's thread -------------------
+RATING_QUESTION = "How well did the remediation work?"
+SCORES = (1, 2, 3, 4, 5)
+_RATE_PREFIX = "heal-rate"
+
+
+def rating_data(incident_id: int, score: int) -> str:
+    """What a rating button carries back (Telegram's callback_data; Slack's value)."""
+    return f"{_RATE_PREFIX}:{incident_id}:{score}"
+
+
+def parse_rating_data(data: str) -> tuple[int, int] | None:
+    """``(incident id, score)`` from a rating button's data, or None when it is not one."""
+    prefix, _, rest = data.partition(":")
+    number, _, score = rest.partition(":")
+    if prefix != _RATE_PREFIX or not number.isdigit() or score not in {str(s) for s in SCORES}:
+        return None
+    return int(number), int(score)
+
+
+def rating_action_id(score: int) -> str:
+    """A Slack button's action_id: unique within its block, as Slack requires."""
+    return f"{_RATE_PREFIX}-{score}"
+
+
+@dataclass(frozen=True, slots=True)
+class RatingPrompt:
+    incident_id: int
+    incident_title: str
+    # (who, score), oldest first: what the message shows once people have rated.
+    ratings: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def question(self) -> str:
+        return (
+            f"Incident #{self.incident_id} {self.incident_title} resolved. {RATING_QUESTION} "
+            "Rate it from 1 (not at all) to 5 (fully)."
+        )
+
+    @property
+    def rated(self) -> str | None:
+        if not self.ratings:
+            return None
+        return "Rated: " + ", ".join(f"{who} {score}/5" for who, score in self.ratings)
+
+    def text(self) -> str:
+        return "\n".join(line for line in (self.question, self.rated) if line)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from heal.notify.cards import Card
+from heal.notify.cards import Card, RatingPrompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,14 @@ class ChatChannel(Protocol):
 
     async def close_card(self, posted: Posted, card: Card, outcome: str) -> None:
         """Remove the card's buttons (the approval is decided); idempotent."""
+        ...
+
+    async def post_rating(self, prompt: RatingPrompt, *, under: Posted | None = None) -> Posted:
+        """Post the rating prompt with its five buttons; inside ``under``'s thread."""
+        ...
+
+    async def update_rating(self, posted: Posted, prompt: RatingPrompt) -> None:
+        """Show who rated what on the prompt, its buttons kept; idempotent."""
         ...
 
     async def aclose(self) -> None: ...

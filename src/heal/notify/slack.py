@@ -8,7 +8,15 @@ from typing import Any
 
 import httpx
 
-from heal.notify.cards import BUTTONS, Card, Verb
+from heal.notify.cards import (
+    BUTTONS,
+    SCORES,
+    Card,
+    RatingPrompt,
+    Verb,
+    rating_action_id,
+    rating_data,
+)
 from heal.notify.channels import ChannelError, Posted
 
 DEFAULT_API_URL = "https://slack.com/api"
@@ -89,6 +97,37 @@ def card_blocks(card: Card, *, outcome: str | None = None) -> list[dict[str, Any
     return blocks
 
 
+def rating_blocks(prompt: RatingPrompt) -> list[dict[str, Any]]:
+    """The prompt in Block Kit: the question, buttons 1-5, and who rated what so far."""
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": _cut(_escape(prompt.question), FIELD_LIMIT)},
+        },
+        {
+            "type": "actions",
+            "block_id": f"heal-rating-{prompt.incident_id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": str(score)},
+                    "action_id": rating_action_id(score),
+                    "value": rating_data(prompt.incident_id, score),
+                }
+                for score in SCORES
+            ],
+        },
+    ]
+    if prompt.rated:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": _cut(_escape(prompt.rated), FIELD_LIMIT)}],
+            }
+        )
+    return blocks
+
+
 _STYLES: dict[Verb, dict[str, str]] = {
     Verb.APPROVE: {"style": "primary"},
     Verb.REJECT: {"style": "danger"},
@@ -156,6 +195,20 @@ class SlackChannel:
                 "ts": posted.message_id,
                 "text": _cut(_escape(f"{card.text()}\n{outcome}"), TEXT_LIMIT),
                 "blocks": card_blocks(card, outcome=outcome),
+            },
+        )
+
+    async def post_rating(self, prompt: RatingPrompt, *, under: Posted | None = None) -> Posted:
+        return await self._post(prompt.text(), under, rating_blocks(prompt))
+
+    async def update_rating(self, posted: Posted, prompt: RatingPrompt) -> None:
+        await self.call(
+            "chat.update",
+            {
+                "channel": posted.chat_id,
+                "ts": posted.message_id,
+                "text": _cut(_escape(prompt.text()), TEXT_LIMIT),
+                "blocks": rating_blocks(prompt),
             },
         )
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from heal.notify.cards import BUTTONS, Card, button_data
+from heal.notify.cards import BUTTONS, SCORES, Card, RatingPrompt, button_data, rating_data
 from heal.notify.channels import ChannelError, Posted
 
 DEFAULT_API_URL = "https://api.telegram.org"
@@ -78,6 +78,24 @@ class TelegramChannel:
             if _NOT_MODIFIED not in str(exc):  # already closed: nothing to do
                 raise
 
+    async def post_rating(self, prompt: RatingPrompt, *, under: Posted | None = None) -> Posted:
+        return await self._send(prompt.text(), under, _rating_keyboard(prompt))
+
+    async def update_rating(self, posted: Posted, prompt: RatingPrompt) -> None:
+        try:
+            await self.call(
+                "editMessageText",
+                {
+                    "chat_id": posted.chat_id,
+                    "message_id": int(posted.message_id),
+                    "text": prompt.text()[:4096],
+                    "reply_markup": _rating_keyboard(prompt),
+                },
+            )
+        except ChannelError as exc:
+            if _NOT_MODIFIED not in str(exc):  # it shows this already
+                raise
+
     async def answer_callback(self, callback_id: str, text: str, *, alert: bool = False) -> None:
         await self.call(
             "answerCallbackQuery",
@@ -103,3 +121,12 @@ class TelegramChannel:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _rating_keyboard(prompt: RatingPrompt) -> dict[str, Any]:
+    """One row of five buttons, 1 to 5."""
+    row = [
+        {"text": str(score), "callback_data": rating_data(prompt.incident_id, score)}
+        for score in SCORES
+    ]
+    return {"inline_keyboard": [row]}

@@ -1,25 +1,31 @@
-"""The ``notify`` action type: one step that sends a message through a routed channel.
+"""The ``notify`` action type: one step that queues a message for a channel.
 
-The step is safe to run again with the same idempotency key: it is the message's delivery
-id (a webhook body's ``id``, an email's ``Message-ID``), so a receiver recognises the
-repeat of a run heal could not record. A refusal that cannot succeed later (a 4xx, a
-secret not set) fails the step for good; anything else is retried as ``failed_retry``
-says.
+The step writes the message into the durable outbox (``engine.interfaces.MessageOutbox``)
+that routed notifications use, and succeeds once it is queued: delivery then has the
+outbox's retries with backoff (Retry-After and 429 honoured), the channel's rate limit
+and a delivery record (``heal notifications list``), and a channel that refuses later
+never changes the action's outcome. The delivery id is the step's output.
+
+A step run again with the same idempotency key (heal could not record the first run)
+finds the message queued under that key and returns its delivery id: it is queued once.
+A channel the outbox cannot serve (not in the policy, a chat not configured) fails the
+step for good, as does a template that does not render.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Mapping
 from typing import Any
 
-from heal.engine.interfaces import NodeCall, NodeFailed, NodeResult, PluginContext
-from heal.notify.build import Unusable, channel_from
-from heal.notify.channels import ChannelError
-from heal.notify.webhooks import EventChannel, Message
+from heal.engine.interfaces import (
+    MessageOutbox,
+    NodeCall,
+    NodeFailed,
+    NodeResult,
+    PluginContext,
+    Unroutable,
+)
 from heal.policy.expressions import ExpressionError, render
-from heal.policy.models import Policy
 from heal.policy.notify import NotifyAction
 
 
@@ -27,9 +33,7 @@ class NotifyPlugin:
     type = "notify"
 
     def __init__(self, context: PluginContext) -> None:
-        self._policy = context.policy
-        self._secrets: Mapping[str, str] = context.secrets
-        self._built: dict[str, tuple[Any, EventChannel]] = {}
+        self._outbox: MessageOutbox | None = context.outbox
 
     @classmethod
     def from_context(cls, context: PluginContext) -> NotifyPlugin:
@@ -44,38 +48,34 @@ class NotifyPlugin:
         except ExpressionError as exc:
             raise NodeFailed(f"bad input: {exc}", permanent=True) from exc
         inputs = {"channel": config.channel, "title": title, "message": text}
-        channel = self._channel(config.channel, self._policy())
-        message = Message(call.idempotency_key, "notify", title, text, _payload(call))
+        if self._outbox is None:
+            raise NodeFailed("this process has no notification outbox", inputs=inputs)
+        incident_id = (call.context.get("incident") or {}).get("id")
+        if not isinstance(incident_id, int):
+            raise NodeFailed("the action has no incident to notify about", permanent=True)
         try:
             async with asyncio.timeout(config.request_timeout):
-                await channel.send(message, now=time.time())
+                delivery_id = await self._outbox.queue(
+                    key=call.idempotency_key,
+                    incident_id=incident_id,
+                    action_id=call.action_id,
+                    channel=config.channel,
+                    title=title,
+                    text=text,
+                    payload=_payload(call),
+                )
+        except Unroutable as exc:
+            raise NodeFailed(str(exc), inputs=inputs, permanent=True) from None
         except TimeoutError:
-            raise NodeFailed(f"channel {config.channel}: no answer", inputs=inputs) from None
-        except ChannelError as exc:
-            raise NodeFailed(str(exc), inputs=inputs, permanent=exc.permanent) from None
-        return NodeResult(inputs=inputs, outputs={"notified": config.channel})
-
-    def _channel(self, name: str, policy: Policy) -> EventChannel:
-        config = policy.notifications.channels.get(name)
-        if config is None:
-            raise NodeFailed(f"channel {name} is not under notifications.channels", permanent=True)
-        built = self._built.get(name)
-        if built is not None and built[0] == config:
-            return built[1]
-        try:
-            channel = channel_from(name, config.model_dump(), self._secrets)
-        except Unusable as exc:
-            raise NodeFailed(str(exc), permanent=True) from None
-        self._built[name] = (config, channel)
-        return channel
+            raise NodeFailed("the outbox did not take the message in time", inputs=inputs) from None
+        outputs = {"notified": config.channel, "delivery_id": delivery_id, "delivery": "queued"}
+        return NodeResult(inputs=inputs, outputs=outputs)
 
     async def cancel(self, call: NodeCall) -> str | None:
-        return None  # a message sent is sent
+        return None  # a message queued is queued (it is sent whatever the action does)
 
     async def aclose(self) -> None:
-        for _, channel in self._built.values():
-            await channel.aclose()
-        self._built.clear()
+        return None
 
 
 def _payload(call: NodeCall) -> dict[str, Any]:
@@ -83,5 +83,5 @@ def _payload(call: NodeCall) -> dict[str, Any]:
     action = call.context.get("action") or {}
     return {
         "incident": {k: incident.get(k) for k in ("id", "title", "status", "severity")},
-        "action": {"id": call.action_id, "name": action.get("name")},
+        "action": {"id": call.action_id, "name": action.get("name"), "rule": action.get("rule")},
     }

@@ -806,10 +806,11 @@ class Policy(StrictModel):
                 )
         for name, action in self.actions.items():
             target = getattr(action, "channel", None) if action.type == "notify" else None
-            if target is not None and target not in self.notifications.channels:
+            known = {*self.notifications.channels, *CHAT_CHANNELS}
+            if target is not None and target not in known:
                 raise ValueError(
-                    f"action {name!r} notifies channel {target!r}, which is not under "
-                    "notifications.channels"
+                    f"action {name!r} notifies channel {target!r}, which is neither under "
+                    "notifications.channels nor slack or telegram"
                 )
         return self
 

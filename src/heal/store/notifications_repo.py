@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.store.locks import serialise
@@ -24,26 +26,56 @@ async def enqueue(
     channel: str | None = None,
     event: str | None = None,
     payload: dict[str, Any] | None = None,
-) -> None:
-    await connection.execute(
-        insert(notifications),
-        [
-            {
-                "incident_id": incident_id,
-                "approval_id": approval_id,
-                "action_id": action_id,
-                "kind": kind,
-                "text": text,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "channel": channel,
-                "event": event,
-                "payload": payload,
-            }
-        ],
-    )
+    dedupe_key: str | None = None,
+) -> int:
+    """Queue one message; its id. With ``dedupe_key``, a message queued under that key
+    before (by any worker) is not queued again: its id is returned instead."""
+    row = {
+        "incident_id": incident_id,
+        "approval_id": approval_id,
+        "action_id": action_id,
+        "kind": kind,
+        "text": text,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "channel": channel,
+        "event": event,
+        "payload": payload,
+        "dedupe_key": dedupe_key,
+    }
+    if dedupe_key is None:
+        result = await connection.execute(
+            insert(notifications).values(row).returning(notifications.c.id)
+        )
+        return int(result.scalar_one())
+    # ON CONFLICT DO NOTHING: a concurrent transaction queuing the same key makes this one
+    # wait for it and then skip, instead of failing on the unique index.
+    dialect_insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    inserted = (
+        await connection.execute(
+            dialect_insert(notifications)
+            .values(row)
+            .on_conflict_do_nothing(index_elements=[notifications.c.dedupe_key])
+            .returning(notifications.c.id)
+        )
+    ).scalar()
+    if inserted is not None:
+        return int(inserted)
+    found = await queued_under(connection, dedupe_key)
+    assert found is not None  # the conflict was on this very key
+    return found
+
+
+async def queued_under(connection: AsyncConnection, dedupe_key: str) -> int | None:
+    """The id of the message queued under ``dedupe_key``, if any."""
+    found = (
+        await connection.execute(
+            select(notifications.c.id).where(notifications.c.dedupe_key == dedupe_key)
+        )
+    ).scalar()
+    return int(found) if found is not None else None
 
 
 async def listing(

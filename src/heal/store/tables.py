@@ -275,10 +275,14 @@ notifications = Table(
     Column("payload", Json, nullable=True),
     # When a dispatcher took the channel's slot to send it: the rate limit, across workers.
     Column("sending_at", UTCDateTime(), nullable=True),
+    # A message queued at most once (a notify step's idempotency key, an incident's rating
+    # prompt): the unique index holds on every worker.
+    Column("dedupe_key", String(200), nullable=True),
 )
 Index("ix_notifications_status_next", notifications.c.status, notifications.c.next_attempt_at)
 Index("ix_notifications_channel_sending_at", notifications.c.channel, notifications.c.sending_at)
 Index("ix_notifications_incident_id", notifications.c.incident_id)
+Index("uq_notifications_dedupe_key", notifications.c.dedupe_key, unique=True)
 
 # -- verification of fixes ------------------------------------------------------------------
 # One row per action that ended success under a ``verify:``: the watch of its incident, its
