@@ -315,6 +315,10 @@ async def test_runbook_sections_are_found_with_where_they_are(
     (restart,) = await kb.search("crashloopbackoff roll", 5)
     assert restart.ref == "runbooks/k8s/crashloop.markdown#restart"
     assert await kb.search("markdown", 5) == []  # neither notes.txt nor .git/
+    # The same files however the directory is named: nothing new, nothing twice.
+    again = await kb.index_runbooks([tmp_path / "runbooks" / ".." / "runbooks"])
+    assert (again.unchanged, again.added, again.removed) == (2, 0, 0)
+    assert await _count(database) == 5
 
 
 async def test_reindexing_skips_unchanged_files_and_follows_changes(

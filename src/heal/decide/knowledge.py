@@ -140,10 +140,14 @@ class KnowledgeBase:
     ) -> IndexReport:
         """Make the runbook entries from ``dirs`` (searched recursively for Markdown files)
         match the files: new and changed files (re)indexed, unchanged ones skipped, those
-        gone from a directory removed. Entries of other directories are left alone."""
+        gone from a directory removed. Entries of other directories are left alone.
+
+        Entries know their file by its absolute path (the same file is one source however
+        it was named); what people are shown is relative to the working directory."""
         report = IndexReport()
-        roots = [_normalised(directory) for directory in dirs]
-        files = _runbook_files(roots, report.warnings)
+        given = [str(directory) for directory in dirs]
+        roots = [_absolute(directory) for directory in given]
+        files = _runbook_files(given, report.warnings)
         report.files = len(files)
         async with self.database.read() as connection:
             known = await repo.source_hashes(connection, repo.RUNBOOK)
@@ -173,10 +177,10 @@ class KnowledgeBase:
                 return
             entries = runbook_entries(source, data.decode("utf-8"), digest)
         except RunbookProblem as problem:
-            report.warnings.append(f"{source}: {problem}")
+            report.warnings.append(f"{shown(source)}: {problem}")
             return
         except UnicodeDecodeError as error:
-            report.warnings.append(f"{source}: not UTF-8 text (byte {error.start})")
+            report.warnings.append(f"{shown(source)}: not UTF-8 text (byte {error.start})")
             return
         async with self.database.write() as connection:
             await repo.replace_source(connection, repo.RUNBOOK, source, entries, _now())
@@ -213,6 +217,9 @@ def remediation_entry(summary: RemediationSummary) -> dict[str, Any]:
     {namespace: shop, name: web} verified, effectiveness 5, resolved in 4 min"."""
     title = f"{summary.alertname}{_place(summary.labels)}: {summary.action}"[:MAX_TITLE]
     lines = [f"{title} {_params_text(summary.params)}{_result_text(summary)}".rstrip()]
+    words = repo.camel_parts(summary.alertname)
+    if len(words) > 1:  # found by "disk full" as well as by NodeDiskFull
+        lines.append(f"alert: {' '.join(words).lower()}")
     if summary.title and summary.title != summary.alertname:
         lines.append(f"incident: {summary.title}")
     if summary.labels:
@@ -354,26 +361,35 @@ def _read_runbook(path: Path) -> bytes:
         raise RunbookProblem(f"cannot read: {error.strerror or error}") from error
 
 
-def _runbook_files(roots: Sequence[str], warnings: list[str]) -> list[tuple[str, Path]]:
-    """(source, path) of every Markdown file under ``roots``, each once, in name order;
+def _runbook_files(dirs: Sequence[str], warnings: list[str]) -> list[tuple[str, Path]]:
+    """(source, path) of every Markdown file under ``dirs``, each once, in name order;
     hidden files and directories (.git) are not runbooks."""
     files: dict[str, Path] = {}
-    for root in roots:
-        base = Path(root)
+    for directory in dirs:
+        base = Path(_absolute(directory))
         if not base.is_dir():
-            warnings.append(f"{root}: no such directory")
+            warnings.append(f"{directory}: no such directory")
             continue
         for path in sorted(base.rglob("*")):
             relative = path.relative_to(base)
             if any(part.startswith(".") for part in relative.parts):
                 continue
             if path.suffix.lower() in RUNBOOK_SUFFIXES and path.is_file():
-                files.setdefault(_normalised(base / relative), path)
+                files.setdefault((base / relative).as_posix(), path)
     return sorted(files.items())
 
 
-def _normalised(path: str | Path) -> str:
-    return PurePath(os.path.normpath(path)).as_posix()
+def _absolute(path: str | Path) -> str:
+    # Not resolve(): a symlinked directory keeps the name people gave it.
+    return PurePath(os.path.abspath(Path(path).expanduser())).as_posix()
+
+
+def shown(path: str) -> str:
+    """A stored path as people see it: relative to the working directory when inside it."""
+    try:
+        return PurePath(path).relative_to(PurePath(os.getcwd())).as_posix()
+    except ValueError:
+        return path
 
 
 def _under(source: str, root: str) -> bool:
@@ -384,7 +400,7 @@ def _display_ref(row: Mapping[str, Any]) -> str:
     ref = str(row["ref"])
     if row["kind"] == repo.REMEDIATION:
         return ref.replace("incident:", "incident ", 1)
-    return ref
+    return shown(ref)
 
 
 def _shorten(text: str, limit: int) -> str:

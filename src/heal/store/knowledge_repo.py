@@ -33,6 +33,7 @@ KINDS = (REMEDIATION, RUNBOOK)
 MAX_TERMS = 32  # an alert's whole text as a query: the first words say enough
 MAX_TERM_LENGTH = 64
 _WORD = re.compile(r"\w+")
+_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _TITLE_WEIGHT = 4.0  # bm25's weight of the title column against the body's 1.0
 
 _fts = table(SEARCH_TABLE, column("rowid"))
@@ -42,15 +43,27 @@ _ENGLISH: ColumnElement[Any] = literal_column("'english'::regconfig")
 
 def search_terms(query: str) -> list[str]:
     """The words of ``query``, lower-cased, each once, in order: letters, digits and
-    underscores only, so nothing in them means anything to a full-text query parser."""
+    underscores only, so nothing in them means anything to a full-text query parser. A
+    CamelCase word brings its parts too: "KubePodCrashLooping" also asks for "crash"."""
     terms: list[str] = []
-    for word in _WORD.findall(query.lower()):
-        word = word[:MAX_TERM_LENGTH]
-        if word not in terms:
-            terms.append(word)
+    for word in _WORD.findall(query):
+        parts = camel_parts(word)
+        for term in [word, *parts] if len(parts) > 1 else [word]:
+            term = term.lower()[:MAX_TERM_LENGTH]
+            if term not in terms:
+                terms.append(term)
             if len(terms) == MAX_TERMS:
-                break
+                return terms
     return terms
+
+
+def camel_parts(word: str) -> list[str]:
+    """ "KubePodCrashLooping" as ["Kube", "Pod", "Crash", "Looping"], "HTTPErrors5xx" as
+    ["HTTP", "Errors", "5", "xx"]: how alert names are written, as the words people use.
+    Other scripts have no case to split at: only their underscores cut them."""
+    if word.isascii():
+        return _CAMEL.findall(word)
+    return [part for part in word.split("_") if part]
 
 
 def fts5_query(terms: Sequence[str]) -> str:
