@@ -3,6 +3,7 @@ uses, on SQLite (FTS5) and PostgreSQL (tsvector), whatever those words contain."
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -358,6 +359,25 @@ async def test_a_bad_runbook_is_a_warning_and_the_rest_is_indexed(
     ]
     assert (report.files, report.added) == (2, 1)
     assert [hit.title for hit in await kb.search("certbot", 5)] == ["Good: Certificates"]
+
+
+async def test_odd_files_are_indexed_or_warned_of(database: Database, tmp_path: Path) -> None:
+    root = _runbooks(
+        tmp_path / "rb",
+        {
+            "long.md": "# Long\n## " + "very long heading " * 60 + "\nRestart the ingester.\n",
+            "nul.md": "# Nul\n## Stray\nan editor\x00left a NUL; compact the wal\n",
+        },
+    )
+    (root / os.fsdecode(b"\xff-latin1.md")).write_text("# Latin-1 name\n")
+    kb = KnowledgeBase(database)
+    report = await kb.index_runbooks([root])
+    assert (report.added, len(report.warnings)) == (2, 1)
+    assert report.warnings[0].endswith("-latin1.md': the file name is not UTF-8")
+    (long,) = await kb.search("ingester", 5)
+    assert long.ref == f"{root}/long.md#" + ("very-long-heading-" * 60)[:100]
+    (nul,) = await kb.search("compact wal", 5)
+    assert "an editorleft a NUL" in nul.text
 
 
 async def test_a_file_that_turns_bad_keeps_its_entries(database: Database, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ log = get_logger("heal.decide")
 RUNBOOK_SUFFIXES = (".md", ".markdown")
 MAX_RUNBOOK_BYTES = 1024 * 1024
 MAX_REF = 1000
+MAX_ANCHOR = 100  # a heading's slug is cut here, so that path and anchor fit in a ref
 MAX_TITLE = 500
 HIT_TEXT = 2000  # characters of an entry a hit carries: enough for a prompt, not a book
 # Part of every runbook's content hash: a change to how files are cut into sections
@@ -288,8 +289,8 @@ _FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*(\n|\Z)", re.DOTALL)
 
 def runbook_entries(source: str, markdown: str, digest: str) -> list[dict[str, Any]]:
     """The rows of one runbook: one per section with text, or one for the whole file."""
-    if len(source) + 1 > MAX_REF - 64:
-        raise RunbookProblem("path too long")
+    if len(source) + len("#-999") + MAX_ANCHOR > MAX_REF:
+        raise RunbookProblem(f"path longer than {MAX_REF - MAX_ANCHOR - 5} characters")
     title, parts = sections(markdown, fallback_title=PurePath(source).stem)
     kept = [part for part in parts if part.text] or [Section("", "", "")]
     return [
@@ -315,7 +316,9 @@ def sections(markdown: str, fallback_title: str) -> tuple[str, list[Section]]:
     """The document's title (its first ``#`` heading, else ``fallback_title``) and its
     sections, cut at each ``##`` heading outside code fences (deeper headings stay in
     their section). Anchors are GitHub's: "Disk full!" is "disk-full", a repeat "-1"."""
-    markdown = _FRONT_MATTER.sub("", markdown.replace("\r\n", "\n"), count=1)
+    # NUL is no text to PostgreSQL; an editor's stray one is dropped.
+    markdown = markdown.replace("\r\n", "\n").replace("\x00", "")
+    markdown = _FRONT_MATTER.sub("", markdown, count=1)
     title: str | None = None
     heading, anchor = "", ""
     lines: list[str] = []
@@ -340,6 +343,7 @@ def sections(markdown: str, fallback_title: str) -> tuple[str, list[Section]]:
 
 def _anchor(heading: str, seen: dict[str, int]) -> str:
     slug = re.sub(r"[^\w\- ]", "", heading.lower()).strip().replace(" ", "-") or "section"
+    slug = slug[:MAX_ANCHOR]
     count = seen.get(slug, 0)
     seen[slug] = count + 1
     return f"{slug}-{count}" if count else slug
@@ -375,8 +379,20 @@ def _runbook_files(dirs: Sequence[str], warnings: list[str]) -> list[tuple[str, 
             if any(part.startswith(".") for part in relative.parts):
                 continue
             if path.suffix.lower() in RUNBOOK_SUFFIXES and path.is_file():
-                files.setdefault((base / relative).as_posix(), path)
+                source = (base / relative).as_posix()
+                if _storable(source):
+                    files.setdefault(source, path)
+                else:
+                    warnings.append(f"{shown(source)!a}: the file name is not UTF-8")
     return sorted(files.items())
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # a name the OS could not decode holds surrogates
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _absolute(path: str | Path) -> str:
