@@ -19,8 +19,8 @@ from heal.decide.knowledge import (
     RemediationSummary,
     record_remediation,
     remediation_entry,
-    sections,
 )
+from heal.decide.runbooks import sections
 from heal.decide.tiers import KnowledgeSearch
 from heal.domain.redaction import Redactor
 from heal.store import knowledge_repo, migrate, transfer

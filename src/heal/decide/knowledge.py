@@ -1,29 +1,26 @@
-"""The knowledge base: past remediations with their verified outcome, and operator runbooks,
-searched by full text (``heal.store.knowledge_repo``) for the LLM's prompt and for people
-(``heal kb search``).
+"""The knowledge base: past remediations with their verified outcome, and operator runbooks
+(``heal.decide.runbooks``), searched by full text (``heal.store.knowledge_repo``) for the
+LLM's prompt and for people (``heal kb search``).
 
-A runbook is indexed per ``##`` section, each entry titled "<document title>: <section>":
-a section is about one problem, so a hit carries the few paragraphs that matter instead of
-a whole file, and the document's title still counts for every section. A file whose bytes
-did not change since the last indexing is skipped; one that disappeared loses its
-entries; one that cannot be read or parsed is a one-line warning and keeps what it had.
+A runbook file whose bytes did not change since the last indexing is skipped; one that
+disappeared loses its entries; one that cannot be read or parsed is a one-line warning and
+keeps what it had. A remediation is one entry per incident, rewritten as its outcome
+changes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import os
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from heal.decide import runbooks
 from heal.decide.tiers import KnowledgeHit
 from heal.observability.logging import get_logger
 from heal.store import knowledge_repo as repo
@@ -31,15 +28,8 @@ from heal.store.db import Database
 
 log = get_logger("heal.decide")
 
-RUNBOOK_SUFFIXES = (".md", ".markdown")
-MAX_RUNBOOK_BYTES = 1024 * 1024
-MAX_REF = 1000
-MAX_ANCHOR = 100  # a heading's slug is cut here, so that path and anchor fit in a ref
 MAX_TITLE = 500
 HIT_TEXT = 2000  # characters of an entry a hit carries: enough for a prompt, not a book
-# Part of every runbook's content hash: a change to how files are cut into sections
-# re-indexes them all once.
-SECTIONING = "sections-v1"
 
 # Labels that name where an incident happened, in the order they read best.
 _PLACE_LABELS = (
@@ -101,15 +91,6 @@ class IndexReport:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Section:
-    """One ``##`` section of a runbook (``anchor`` "": the text before the first one)."""
-
-    anchor: str
-    heading: str
-    text: str
-
-
 class KnowledgeBase:
     """Search and upkeep of the knowledge base; ``search`` is what the LLM tier uses
     (``heal.decide.tiers.KnowledgeSearch``): read-only, one indexed query."""
@@ -147,8 +128,9 @@ class KnowledgeBase:
         it was named); what people are shown is relative to the working directory."""
         report = IndexReport()
         given = [str(directory) for directory in dirs]
-        roots = [_absolute(directory) for directory in given]
-        files = _runbook_files(given, report.warnings)
+        roots = [runbooks.absolute(directory) for directory in given]
+        # A walk of the file system: off the event loop, as the reads are.
+        files = await asyncio.to_thread(runbooks.runbook_files, given, report.warnings)
         report.files = len(files)
         async with self.database.read() as connection:
             known = await repo.source_hashes(connection, repo.RUNBOOK)
@@ -158,7 +140,7 @@ class KnowledgeBase:
             await self._index_file(source, path, known.get(source), report)
             if progress is not None:
                 progress(done, len(files))
-        gone = [s for s in known if s not in kept and any(_under(s, r) for r in roots)]
+        gone = [s for s in known if s not in kept and any(runbooks.under(s, r) for r in roots)]
         if gone:
             async with self.database.write() as connection:
                 await repo.delete_sources(connection, repo.RUNBOOK, gone)
@@ -171,17 +153,17 @@ class KnowledgeBase:
         self, source: str, path: Path, known: set[str] | None, report: IndexReport
     ) -> None:
         try:
-            data = await asyncio.to_thread(_read_runbook, path)
-            digest = content_hash(SECTIONING.encode(), data)
+            data = await asyncio.to_thread(runbooks.read_runbook, path)
+            digest = runbooks.content_hash(runbooks.SECTIONING.encode(), data)
             if known == {digest}:
                 report.unchanged += 1
                 return
-            entries = runbook_entries(source, data.decode("utf-8"), digest)
-        except RunbookProblem as problem:
-            report.warnings.append(f"{shown(source)}: {problem}")
+            entries = runbooks.runbook_entries(source, data.decode("utf-8"), digest)
+        except runbooks.RunbookProblem as problem:
+            report.warnings.append(f"{runbooks.shown(source)}: {problem}")
             return
         except UnicodeDecodeError as error:
-            report.warnings.append(f"{shown(source)}: not UTF-8 text (byte {error.start})")
+            report.warnings.append(f"{runbooks.shown(source)}: not UTF-8 text (byte {error.start})")
             return
         async with self.database.write() as connection:
             await repo.replace_source(connection, repo.RUNBOOK, source, entries, _now())
@@ -190,10 +172,6 @@ class KnowledgeBase:
             report.added += 1
         else:
             report.changed += 1
-
-
-class RunbookProblem(Exception):
-    """A runbook that cannot be indexed, in a few words."""
 
 
 async def record_remediation(
@@ -246,7 +224,9 @@ def remediation_entry(summary: RemediationSummary) -> dict[str, Any]:
         "effectiveness": summary.effectiveness,
         "seconds_to_resolve": round(seconds) if seconds is not None else None,
     }
-    entry["content_hash"] = content_hash(json.dumps(entry, sort_keys=True, default=str).encode())
+    entry["content_hash"] = runbooks.content_hash(
+        json.dumps(entry, sort_keys=True, default=str).encode()
+    )
     return entry
 
 
@@ -281,142 +261,11 @@ def duration_text(seconds: float) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-# -- runbooks -------------------------------------------------------------------------------
-_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
-_HEADING = re.compile(r"^\s{0,3}(#{1,2})\s+(.+?)(?:\s+#+)?\s*$")
-_FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*(\n|\Z)", re.DOTALL)
-
-
-def runbook_entries(source: str, markdown: str, digest: str) -> list[dict[str, Any]]:
-    """The rows of one runbook: one per section with text, or one for the whole file."""
-    if len(source) + len("#-999") + MAX_ANCHOR > MAX_REF:
-        raise RunbookProblem(f"path longer than {MAX_REF - MAX_ANCHOR - 5} characters")
-    title, parts = sections(markdown, fallback_title=PurePath(source).stem)
-    kept = [part for part in parts if part.text] or [Section("", "", "")]
-    return [
-        {
-            "kind": repo.RUNBOOK,
-            "ref": f"{source}#{part.anchor}" if part.anchor else source,
-            "source": source,
-            "title": (f"{title}: {part.heading}" if part.heading else title)[:MAX_TITLE],
-            "body": part.text,
-            "symptoms": {},
-            "action": None,
-            "params": {},
-            "outcome": None,
-            "effectiveness": None,
-            "seconds_to_resolve": None,
-            "content_hash": digest,
-        }
-        for part in kept
-    ]
-
-
-def sections(markdown: str, fallback_title: str) -> tuple[str, list[Section]]:
-    """The document's title (its first ``#`` heading, else ``fallback_title``) and its
-    sections, cut at each ``##`` heading outside code fences (deeper headings stay in
-    their section). Anchors are GitHub's: "Disk full!" is "disk-full", a repeat "-1"."""
-    # NUL is no text to PostgreSQL; an editor's stray one is dropped.
-    markdown = markdown.replace("\r\n", "\n").replace("\x00", "")
-    markdown = _FRONT_MATTER.sub("", markdown, count=1)
-    title: str | None = None
-    heading, anchor = "", ""
-    lines: list[str] = []
-    found: list[Section] = []
-    anchors: dict[str, int] = {}
-    fenced = False
-    for line in markdown.split("\n"):
-        if _FENCE.match(line):
-            fenced = not fenced
-        match = None if fenced else _HEADING.match(line)
-        if match and match.group(1) == "#" and title is None:
-            title = match.group(2)
-            continue
-        if match and match.group(1) == "##":
-            found.append(Section(anchor, heading, "\n".join(lines).strip()))
-            heading, anchor, lines = match.group(2), _anchor(match.group(2), anchors), []
-            continue
-        lines.append(line)
-    found.append(Section(anchor, heading, "\n".join(lines).strip()))
-    return title or fallback_title.replace("-", " ").replace("_", " "), found
-
-
-def _anchor(heading: str, seen: dict[str, int]) -> str:
-    slug = re.sub(r"[^\w\- ]", "", heading.lower()).strip().replace(" ", "-") or "section"
-    slug = slug[:MAX_ANCHOR]
-    count = seen.get(slug, 0)
-    seen[slug] = count + 1
-    return f"{slug}-{count}" if count else slug
-
-
-def content_hash(*parts: bytes) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part)
-    return "sha256:" + digest.hexdigest()
-
-
-def _read_runbook(path: Path) -> bytes:
-    try:
-        if path.stat().st_size > MAX_RUNBOOK_BYTES:
-            raise RunbookProblem(f"larger than {MAX_RUNBOOK_BYTES // 1024} KiB")
-        return path.read_bytes()
-    except OSError as error:
-        raise RunbookProblem(f"cannot read: {error.strerror or error}") from error
-
-
-def _runbook_files(dirs: Sequence[str], warnings: list[str]) -> list[tuple[str, Path]]:
-    """(source, path) of every Markdown file under ``dirs``, each once, in name order;
-    hidden files and directories (.git) are not runbooks."""
-    files: dict[str, Path] = {}
-    for directory in dirs:
-        base = Path(_absolute(directory))
-        if not base.is_dir():
-            warnings.append(f"{directory}: no such directory")
-            continue
-        for path in sorted(base.rglob("*")):
-            relative = path.relative_to(base)
-            if any(part.startswith(".") for part in relative.parts):
-                continue
-            if path.suffix.lower() in RUNBOOK_SUFFIXES and path.is_file():
-                source = (base / relative).as_posix()
-                if _storable(source):
-                    files.setdefault(source, path)
-                else:
-                    warnings.append(f"{shown(source)!a}: the file name is not UTF-8")
-    return sorted(files.items())
-
-
-def _storable(text: str) -> bool:
-    try:
-        text.encode("utf-8")  # a name the OS could not decode holds surrogates
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
-
-
-def _absolute(path: str | Path) -> str:
-    # Not resolve(): a symlinked directory keeps the name people gave it.
-    return PurePath(os.path.abspath(Path(path).expanduser())).as_posix()
-
-
-def shown(path: str) -> str:
-    """A stored path as people see it: relative to the working directory when inside it."""
-    try:
-        return PurePath(path).relative_to(PurePath(os.getcwd())).as_posix()
-    except ValueError:
-        return path
-
-
-def _under(source: str, root: str) -> bool:
-    return PurePath(source).is_relative_to(PurePath(root))
-
-
 def _display_ref(row: Mapping[str, Any]) -> str:
     ref = str(row["ref"])
     if row["kind"] == repo.REMEDIATION:
         return ref.replace("incident:", "incident ", 1)
-    return shown(ref)
+    return runbooks.shown(ref)
 
 
 def _shorten(text: str, limit: int) -> str:
