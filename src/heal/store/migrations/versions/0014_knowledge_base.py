@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql
 import heal.store.types
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
