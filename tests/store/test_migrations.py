@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 
 from heal.store import migrate
 from heal.store.db import Database
-from heal.store.tables import metadata
+from heal.store.tables import declared, metadata
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -29,7 +29,12 @@ async def test_migrations_match_the_declared_tables(empty_database_url: str) -> 
         assert await migrate.current_revision(db) == migrate.head_revision()
 
         def differences(connection: Any) -> list[Any]:
-            return list(compare_metadata(MigrationContext.configure(connection), metadata))
+            return list(
+                compare_metadata(
+                    MigrationContext.configure(connection, opts={"include_name": declared}),
+                    metadata,
+                )
+            )
 
         async with db.read() as connection:
             diff = await connection.run_sync(differences)

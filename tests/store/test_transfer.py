@@ -11,6 +11,7 @@ from helpers import SERVICE_TOKENS, Clock, alert, drive, policy_text
 from sqlalchemy import Table, select
 
 from heal.app import Heal
+from heal.decide.knowledge import KnowledgeBase, RemediationSummary, record_remediation
 from heal.demo.itsm import FakeITSM
 from heal.domain.approvals import Role, Signer
 from heal.policy import load_policy_text
@@ -161,6 +162,11 @@ async def _fill_every_table(heal: Heal, clock: Clock, fake: FakeITSM) -> None:
             row["incident_id"], "decider", row["alert_id"], clock.now, 30
         )
         await decisions_repo.open_many(connection, [decision])
+    async with heal.db.write() as connection:
+        summary = RemediationSummary(
+            done["incident_id"], "CheckoutDown", "open-ticket", {"service": "needs-approval"}
+        )
+        await record_remediation(connection, summary, clock.now)
 
 
 async def _approved(heal: Heal, clock: Clock, service: str, *signers: Signer) -> int:
@@ -208,6 +214,9 @@ async def test_migrate_to_postgres_copies_every_row_of_every_table(
         async with target_db.write() as connection:
             next_user = await users_repo.add(connection, "bob", "viewer", [], clock.now)
         assert next_user == 3  # the id sequence moved past the copied ids (alice, carol)
+        (found,) = await KnowledgeBase(target_db).search("checkoutdown ticket", 5)
+        # The search index is rebuilt there too.
+        assert found.title == "CheckoutDown in needs-approval: open-ticket"
     finally:
         await target_db.dispose()
 

@@ -57,6 +57,11 @@ COMMANDS = {
     "breakers": Entry(
         "heal.cli.breakers", "app", "Circuit breakers: list the ones that opened, reset one."
     ),
+    "kb": Entry(
+        "heal.cli.kb",
+        "app",
+        "Knowledge base: search past remediations and runbooks, index runbooks.",
+    ),
     "silences": Entry(
         "heal.cli.approvals",
         "silences",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -16,6 +18,9 @@ from sqlalchemy import (
 )
 
 from heal.store.types import Id, Json, UTCDateTime
+
+if TYPE_CHECKING:
+    from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 
 metadata = MetaData(
     naming_convention={
@@ -385,3 +390,50 @@ breakers = Table(
     Column("reset_at", UTCDateTime(), nullable=True),
 )
 Index("uq_breakers_action_name_target", breakers.c.action_name, breakers.c.target, unique=True)
+
+# -- knowledge base -------------------------------------------------------------------------
+# What the LLM is told and `heal kb search` finds: one row per incident's remediation
+# ("incident:<id>") and per section of an operator's runbook ("<path>#<anchor>"). The
+# full-text index is each database's own and undeclared here (see SEARCH_OBJECTS and
+# heal.store.knowledge_repo): on SQLite the FTS5 table knowledge_fts, kept by triggers; on
+# PostgreSQL the generated tsvector column "search" and its GIN index.
+knowledge_entries = Table(
+    "knowledge_entries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(20), nullable=False),  # "remediation" | "runbook"
+    Column("ref", String(1000), nullable=False),
+    # What the entry was made from: the runbook file's path, or "incident:<id>".
+    Column("source", String(1000), nullable=False),
+    Column("title", String(500), nullable=False),
+    Column("body", Text, nullable=False),
+    # A remediation's alertname, labels and annotations.
+    Column("symptoms", Json, nullable=False),
+    Column("action", String(200), nullable=True),
+    Column("params", Json, nullable=False),
+    Column("outcome", String(20), nullable=True),
+    Column("effectiveness", Integer, nullable=True),
+    Column("seconds_to_resolve", Integer, nullable=True),
+    # "sha256:<hex>" of what the entry was made from: an unchanged source is not rewritten.
+    Column("content_hash", String(100), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+Index("uq_knowledge_entries_ref", knowledge_entries.c.ref, unique=True)
+Index("ix_knowledge_entries_kind_source", knowledge_entries.c.kind, knowledge_entries.c.source)
+
+# The search objects migrations create per database, outside ``metadata``: the tables of
+# SQLite's FTS5 index (its shadow tables share the prefix), PostgreSQL's column and index.
+SEARCH_TABLE = "knowledge_fts"
+SEARCH_COLUMN = "search"
+SEARCH_INDEX = "ix_knowledge_entries_search"
+
+
+def declared(name: str | None, type_: NameFilterType, parent_names: NameFilterParentNames) -> bool:
+    """Alembic's ``include_name``: whether a database object is one ``metadata`` declares
+    (False for the full-text search objects above, which autogenerate must leave alone)."""
+    if type_ == "table" and name is not None:
+        return name != SEARCH_TABLE and not name.startswith(SEARCH_TABLE + "_")
+    if parent_names.get("table_name") == knowledge_entries.name:
+        return name not in (SEARCH_COLUMN, SEARCH_INDEX)
+    return True

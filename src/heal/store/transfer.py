@@ -4,9 +4,10 @@ The target is migrated to the current schema and must hold no heal data (unless 
 caller forces a replacement). Every table of the schema is copied, in foreign-key order
 (``metadata.sorted_tables``, so a new table is copied without anyone listing it), in
 batches, each table in one transaction, ids kept; PostgreSQL's id sequences are then
-moved past the copied ids, and the row counts of both sides are compared. In-flight
-actions keep their deadlines: the caller gives each one a wake on the target's runtime
-afterwards.
+moved past the copied ids, the knowledge base's full-text index (not a table of the
+schema) is rebuilt on the target, and the row counts of both sides are compared.
+In-flight actions keep their deadlines: the caller gives each one a wake on the target's
+runtime afterwards.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import Column, Table, delete, func, insert, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from heal.store import migrate
+from heal.store import knowledge_repo, migrate
 from heal.store.db import Database
 from heal.store.tables import actions, metadata
 
@@ -76,6 +77,8 @@ async def copy_database(
     if held:
         await _empty(target)
     copied = [await _copy_table(source, target, table, progress) for table in heal_tables()]
+    async with target.write() as connection:
+        await knowledge_repo.rebuild_search_index(connection)
     await _verify(source, target, copied)
     return copied
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from heal.store.tables import metadata
+from heal.store.tables import declared, metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -15,6 +15,8 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    # The full-text search objects are each database's own, made by the migrations.
+    include_name=declared,
 )
 with context.begin_transaction():
     context.run_migrations()
