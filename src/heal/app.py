@@ -9,6 +9,7 @@ from pathlib import Path
 from heal.approvals.dispatcher import ChatDispatcher
 from heal.approvals.notices import NotificationHook, StepOutbox
 from heal.approvals.service import ApprovalService
+from heal.decide.assembly import TierSet
 from heal.decide.hook import DecisionHook
 from heal.decide.service import DecisionService
 from heal.domain.access import Scope
@@ -73,6 +74,7 @@ class Heal:
     chat: ChatDispatcher
     verification: VerificationService
     decisions: DecisionService
+    tiers: TierSet
     # service tokens: hash -> scopes
     token_hashes: dict[str, frozenset[Scope]] = field(default_factory=dict)
     running: bool = False
@@ -127,7 +129,8 @@ class Heal:
         fallbacks = FallbackHook(runtime, lambda: holder.ruleset, redact)
         verification = VerificationService(db, runtime, lambda: holder.ruleset, redact)
         notices = NotificationHook(lambda: holder.ruleset.policy, redact)
-        decisions = DecisionService(db, runtime, lambda: holder.ruleset, redact=redact)
+        tier_set = TierSet(db, secrets)
+        decisions = DecisionService(db, runtime, lambda: holder.ruleset, tier_set, redact=redact)
         # The governors' hook first: a lease is given back before a fallback or a follow-up
         # of the same commit asks for the target.
         hooks = Hooks(
@@ -157,6 +160,7 @@ class Heal:
             ),
             verification=verification,
             decisions=decisions,
+            tiers=tier_set,
             token_hashes=settings.token_hashes(),
         )
         return holder
@@ -209,6 +213,7 @@ class Heal:
     async def stop(self) -> None:
         self.running = False
         await self.decisions.drain(grace=5.0)
+        await self.tiers.aclose()
         await self.chat.stop()
         await self.runtime.stop()
         await self.plugins.aclose()
