@@ -119,7 +119,9 @@ class DecisionService:
             if isinstance(request, str):
                 return await self._record(row, [], None, request)
             left = (row["deadline_at"] - now).total_seconds()
-            attempts, winner = await self._try_tiers(request, time.monotonic() + left, left > 0)
+            tiers = self.tiers(policy)
+            deadline = time.monotonic() + left
+            attempts, winner = await try_tiers(tiers, request, deadline, in_time=left > 0)
             return await self._record(row, attempts, winner, None, request)
         except Exception:
             # The claim runs out and the sweep tries again; nothing was committed.
@@ -128,54 +130,12 @@ class DecisionService:
 
     async def _input(self, row: dict[str, Any], policy: Policy) -> DecisionInput | str:
         """What the tiers look at, or why the decision cannot be made at all."""
-        rule = next((r for r in policy.rules if r.name == row["rule"]), None)
-        if rule is None or rule.decide is None:
-            return f"rule {row['rule']!r} no longer decides (the policy changed)"
-        catalogue = {
-            name: policy.actions[name] for name in rule.decide.catalogue if name in policy.actions
-        }
         async with self.db.read() as connection:
             incident = await incidents_repo.get(connection, row["incident_id"])
             alerts = await alerts_repo.for_incident(connection, row["incident_id"])
         if incident is None:
             return f"incident #{row['incident_id']} is gone"
-        firing = [a for a in alerts if a["status"] == "firing"] or alerts
-        first = [a for a in firing if a["id"] == row["alert_id"]]
-        ordered = first + [a for a in firing if a["id"] != row["alert_id"]]
-        return DecisionInput(
-            decision_id=row["id"],
-            incident=incident_context(incident),
-            alerts=[_alert_context(a) for a in ordered],
-            rule=rule,
-            catalogue=catalogue,
-            policy=policy,
-        )
-
-    async def _try_tiers(
-        self, request: DecisionInput, deadline: float, in_time: bool
-    ) -> tuple[list[TierAttempt], Proposal | None]:
-        """Each tier in turn until one's proposal passes the checks; the expert rules
-        last, whatever the time."""
-        attempts: list[TierAttempt] = []
-        tiers = [t for t in self.tiers(request.policy) if t.name is not TierName.EXPERT]
-        for tier in tiers:
-            if not in_time or time.monotonic() >= deadline:
-                attempts.append(
-                    TierAttempt(tier.name, 0.0, rejected="not tried: the budget ran out")
-                )
-                continue
-            began = time.monotonic()
-            answer = await _ask(tier, request, deadline)
-            attempt = _judge(tier.name, answer, request, (time.monotonic() - began) * 1000)
-            attempts.append(attempt)
-            if attempt.proposal is not None:
-                return attempts, attempt.proposal
-        began = time.monotonic()
-        attempt = _judge(
-            TierName.EXPERT, expert.propose(request), request, (time.monotonic() - began) * 1000
-        )
-        attempts.append(attempt)
-        return attempts, attempt.proposal
+        return build_input(row["id"], row["rule"], incident, alerts, row["alert_id"], policy)
 
     async def _record(
         self,
@@ -288,6 +248,59 @@ class DecisionService:
         if status is not None and ActionStatus(status).is_terminal:
             values["state"] = DecisionState.COMPLETED.value  # blocked, silenced, not creatable
         await decisions_repo.set_values(connection, row["id"], values)
+
+
+def build_input(
+    decision_id: int,
+    rule_name: str,
+    incident: dict[str, Any],
+    alerts: Sequence[dict[str, Any]],
+    first_alert_id: int | None,
+    policy: Policy,
+) -> DecisionInput | str:
+    """What the tiers look at, from the incident's and its alerts' rows (the firing ones,
+    the one that opened the decision first), or why the rule cannot decide."""
+    rule = next((r for r in policy.rules if r.name == rule_name), None)
+    if rule is None or rule.decide is None:
+        return f"rule {rule_name!r} no longer decides (the policy changed)"
+    catalogue = {
+        name: policy.actions[name] for name in rule.decide.catalogue if name in policy.actions
+    }
+    firing = [a for a in alerts if a["status"] == "firing"] or list(alerts)
+    first = [a for a in firing if a["id"] == first_alert_id]
+    ordered = first + [a for a in firing if a["id"] != first_alert_id]
+    return DecisionInput(
+        decision_id=decision_id,
+        incident=incident_context(incident),
+        alerts=[_alert_context(a) for a in ordered],
+        rule=rule,
+        catalogue=catalogue,
+        policy=policy,
+    )
+
+
+async def try_tiers(
+    tiers: Sequence[Tier], request: DecisionInput, deadline: float, *, in_time: bool = True
+) -> tuple[list[TierAttempt], Proposal | None]:
+    """Each tier in turn until one's proposal passes the checks, the expert rules last
+    whatever the time: every attempt, and the winner. Writes nothing, so replay and
+    evaluation decide exactly as the service does."""
+    attempts: list[TierAttempt] = []
+    for tier in [t for t in tiers if t.name is not TierName.EXPERT]:
+        if not in_time or time.monotonic() >= deadline:
+            attempts.append(TierAttempt(tier.name, 0.0, rejected="not tried: the budget ran out"))
+            continue
+        began = time.monotonic()
+        answer = await _ask(tier, request, deadline)
+        attempt = _judge(tier.name, answer, request, (time.monotonic() - began) * 1000)
+        attempts.append(attempt)
+        if attempt.proposal is not None:
+            return attempts, attempt.proposal
+    began = time.monotonic()
+    answer = expert.propose(request)
+    attempt = _judge(TierName.EXPERT, answer, request, (time.monotonic() - began) * 1000)
+    attempts.append(attempt)
+    return attempts, attempt.proposal
 
 
 async def _ask(tier: Tier, request: DecisionInput, deadline: float) -> TierAnswer:
