@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from conftest import HealFactory
 from helpers import Clock, alert, drive
+from prometheus_client import REGISTRY
 
 from heal.app import Heal
 from heal.decide.tiers import DecisionInput, TierAnswer
@@ -194,9 +195,16 @@ async def test_the_first_valid_proposal_wins_and_later_tiers_are_not_asked(
     assert action["config"]["execute_config"]["params"] == {"replicas": 3}
 
 
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def test_a_tier_slower_than_the_budget_is_abandoned(
     make_heal: HealFactory, clock: Clock
 ) -> None:
+    won = {"state": "ready", "tier": "expert", "rule": "workload-down"}
+    before = sample("heal_decisions_total", **won)
+    abandoned = sample("heal_decision_tier_seconds_count", tier="llm", answer="rejected")
     slow = ScriptedTier(
         TierName.LLM, TierAnswer(Proposal(TierName.LLM, "scale-up", {"replicas": 2})), delay=30
     )
@@ -205,6 +213,10 @@ async def test_a_tier_slower_than_the_budget_is_abandoned(
     assert decision["attempts"][0]["rejected"].endswith("s: the budget ran out")
     assert decision["attempts"][0]["rejected"].startswith("abandoned after")
     assert decision["tier"] == "expert"
+    assert sample("heal_decisions_total", **won) == before + 1  # on /metrics
+    assert (
+        sample("heal_decision_tier_seconds_count", tier="llm", answer="rejected") == abandoned + 1
+    )
 
 
 async def test_later_alerts_of_the_incident_join_its_one_decision(

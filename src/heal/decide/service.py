@@ -36,6 +36,7 @@ from heal.engine.create import incident_context
 from heal.engine.engine import utcnow
 from heal.engine.interfaces import WakeScheduler
 from heal.ingest.create import NewAction, create_action
+from heal.observability import metrics
 from heal.observability.logging import get_logger
 from heal.policy.models import ActionBase, Policy, effective_verify
 from heal.policy.params import ParamsRejected, validate_params
@@ -183,6 +184,7 @@ class DecisionService:
             await timeline_repo.append_rows(connection, notes.rows, self.redact)
         if winner is not None:
             self.scheduler.committed(now)
+        _measure(row["rule"], state, winner, attempts)
         log.info(
             "decision recorded",
             decision_id=row["id"],
@@ -345,6 +347,18 @@ def _judge(
         evidence=proposal.evidence,
     )
     return TierAttempt(tier, latency_ms, proposal=accepted)
+
+
+def _measure(
+    rule: str, state: DecisionState, winner: Proposal | None, attempts: list[TierAttempt]
+) -> None:
+    metrics.DECISIONS.labels(state.value, winner.tier.value if winner else "none", rule).inc()
+    for attempt in attempts:
+        skipped = attempt.rejected is not None and attempt.rejected.startswith("not tried")
+        answer = "proposed" if attempt.proposal else ("skipped" if skipped else "rejected")
+        metrics.DECISION_TIER_SECONDS.labels(attempt.tier.value, answer).observe(
+            attempt.latency_ms / 1000
+        )
 
 
 def _decision_context(decision_id: int, winner: Proposal) -> dict[str, Any]:

@@ -39,3 +39,15 @@ NODE_LATENCY = Histogram(
 STALE_WAKES = Counter(
     "heal_stale_wakes_total", "Wakes or results discarded because the action had moved on"
 )
+# Deciding: the verdict of each decision, and each tier's time and answer.
+DECISIONS = Counter(
+    "heal_decisions_total",
+    "Decisions recorded, by the state they ended analysis in and the winning tier",
+    ["state", "tier", "rule"],
+)
+DECISION_TIER_SECONDS = Histogram(
+    "heal_decision_tier_seconds",
+    "Time one decision tier took, by tier and answer (proposed, rejected, skipped)",
+    ["tier", "answer"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
