@@ -32,7 +32,9 @@ class TargetGuard:
             return None
         row = (
             await connection.execute(
-                select(actions.c.action_name, actions.c.target).where(actions.c.id == action_id)
+                select(actions.c.action_name, actions.c.target, actions.c.delayed_at).where(
+                    actions.c.id == action_id
+                )
             )
         ).one()
         key = leases.lease_key(row.action_name, row.target)
@@ -42,10 +44,33 @@ class TargetGuard:
         busy = f"target {key} is busy with action #{holder}"
         if concurrency.policy == "cancel":
             return Hold(f"not run: {busy} (concurrency policy cancel)")
+        waited = await _waited(connection, action_id, row.delayed_at, now)
+        if waited > concurrency.max_wait:
+            return Hold(
+                f"not run: target {key} busy for {waited} s, longer than max_wait "
+                f"{concurrency.max_wait} s (held by action #{holder})",
+                status=ActionStatus.BLOCKED.value,
+            )
         return Hold(
             f"waiting: {busy} (concurrency policy delay)",
             until=now + timedelta(seconds=concurrency.recheck),
         )
+
+
+async def _waited(
+    connection: AsyncConnection, action_id: int, delayed_at: datetime | None, now: datetime
+) -> int:
+    """Whole seconds since the action first found its target busy; the first delay is
+    recorded in the row (in this, the guard's own commit), so restarts and other workers
+    count from the same moment."""
+    if delayed_at is None:
+        await connection.execute(
+            update(actions)
+            .where(actions.c.id == action_id, actions.c.delayed_at.is_(None))
+            .values(delayed_at=now)
+        )
+        return 0
+    return int((now - delayed_at).total_seconds())
 
 
 class GovernorHook:

@@ -108,6 +108,9 @@ actions = Table(
     # What the action works on (its rendered target_key), NULL when it names none: the
     # governors count and lease per target.
     Column("target", String(500), nullable=True),
+    # When the action was first delayed for its busy target (concurrency policy delay):
+    # how long it has waited, from the row, for concurrency.max_wait.
+    Column("delayed_at", UTCDateTime(), nullable=True),
 )
 Index("ix_actions_next_wake_at", actions.c.next_wake_at)
 Index("ix_actions_incident_id", actions.c.incident_id)
