@@ -115,7 +115,7 @@ class Heal:
         notices = NotificationHook(lambda: holder.ruleset.policy, redact)
         # The governors' hook first: a lease is given back before a fallback or a follow-up
         # of the same commit asks for the target.
-        hooks = Hooks(GovernorHook(runtime), approvals, fallbacks, verification, notices)
+        hooks = Hooks(GovernorHook(runtime, redact), approvals, fallbacks, verification, notices)
         engine = Engine(
             db, runtime, plugins, secrets, hook=hooks, redact=redact, guard=TargetGuard()
         )

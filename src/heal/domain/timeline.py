@@ -30,6 +30,9 @@ class EventKind(StrEnum):
     # Verification of fixes: the outcome beside the status, and people's ratings.
     ACTION_OUTCOME = "action.outcome"
     INCIDENT_RATED = "incident.rated"
+    # Circuit breakers: opened by an action's failures, reset by an operator.
+    BREAKER_OPENED = "breaker.opened"
+    BREAKER_RESET = "breaker.reset"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.domain.actions import ActionStatus
+from heal.domain.redaction import Redactor
 from heal.engine.interfaces import Hold, WakeScheduler
 from heal.engine.machine import ActionState
 from heal.governors import breakers, leases
+from heal.observability import metrics
 from heal.policy.models import ActionBase
 from heal.store.tables import actions
 
@@ -43,9 +45,13 @@ class TargetGuard:
             return None
         busy = f"target {key} is busy with action #{holder}"
         if concurrency.policy == "cancel":
+            metrics.GOVERNOR_DECISIONS.labels("concurrency", "cancelled").inc()
             return Hold(f"not run: {busy} (concurrency policy cancel)")
         waited = await _waited(connection, action_id, row.delayed_at, now)
+        if row.delayed_at is None:
+            metrics.GOVERNOR_DECISIONS.labels("concurrency", "delayed").inc()
         if waited > concurrency.max_wait:
+            metrics.GOVERNOR_DECISIONS.labels("concurrency", "blocked").inc()
             return Hold(
                 f"not run: target {key} busy for {waited} s, longer than max_wait "
                 f"{concurrency.max_wait} s (held by action #{holder})",
@@ -77,8 +83,9 @@ class GovernorHook:
     """In the commit that ends an action: its leases go, and the next action waiting for
     the target is woken at once; a failure may open the action's breaker."""
 
-    def __init__(self, scheduler: WakeScheduler) -> None:
+    def __init__(self, scheduler: WakeScheduler, redact: Redactor | None = None) -> None:
         self.scheduler = scheduler
+        self.redact = redact
 
     async def on_transition(
         self,
@@ -95,7 +102,9 @@ class GovernorHook:
                 await self._wake_next(connection, before["action_name"], key, now)
         if config.breaker is not None and after.status is ActionStatus.FAILURE:
             target = before.get("target")
-            await breakers.evaluate(connection, before["action_name"], target, config.breaker, now)
+            await breakers.evaluate(
+                connection, before["action_name"], target, config.breaker, now, self.redact
+            )
 
     async def _wake_next(
         self, connection: AsyncConnection, action_name: str, key: str, now: datetime

@@ -352,5 +352,8 @@ breakers = Table(
     Column("closes_at", UTCDateTime(), nullable=False),
     Column("reset_by", String(200), nullable=True),
     Column("reset_at", UTCDateTime(), nullable=True),
+    # The failed (or ineffective) actions that opened it, [{action_id, incident_id}]: the
+    # incidents whose timelines hear of its opening and of its reset.
+    Column("tripped_by", Json, nullable=True),
 )
 Index("uq_breakers_action_name_target", breakers.c.action_name, breakers.c.target, unique=True)
