@@ -125,7 +125,9 @@ class Heal:
             ruleset=ruleset,
             engine=engine,
             runtime=runtime,
-            ingest=IngestService(db, runtime, lambda: holder.ruleset, redact),
+            ingest=IngestService(
+                db, runtime, lambda: holder.ruleset, redact, on_firing=verification.on_firing
+            ),
             approvals=approvals,
             plugins=plugins,
             chat=ChatDispatcher(

@@ -17,6 +17,7 @@ from heal.engine.machine import ActionState
 from heal.governors import breakers, leases
 from heal.observability import metrics
 from heal.policy.models import ActionBase
+from heal.store.locks import serialise
 from heal.store.tables import actions
 
 
@@ -102,6 +103,9 @@ class GovernorHook:
                 await self._wake_next(connection, before["action_name"], key, now)
         if config.breaker is not None and after.status is ActionStatus.FAILURE:
             target = before.get("target")
+            # Two failures committing at once must not each count only itself (READ
+            # COMMITTED): the second counts once the first has committed.
+            await serialise(connection, f"breaker:{before['action_name']}:{target}")
             await breakers.evaluate(
                 connection, before["action_name"], target, config.breaker, now, self.redact
             )

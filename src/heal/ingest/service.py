@@ -6,7 +6,7 @@ incidents, the actions and the actions' first wakes are all durable, or none of 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -100,12 +100,16 @@ class IngestService:
         rules: Callable[[], RuleSet],
         redact: Redactor | None = None,
         clock: Callable[[], datetime] = utcnow,
+        on_firing: Callable[[AsyncConnection, list[int], datetime], Awaitable[None]] | None = None,
     ) -> None:
         self.db = database
         self.scheduler = scheduler
         self.rules = rules
         self.redact = redact or Redactor()
         self.clock = clock
+        # Told, in the batch's transaction, of the incidents that got new occurrences
+        # (verification's relapse check; wired by heal.app: verify sits above ingest).
+        self.on_firing = on_firing
 
     async def ingest(self, batch: list[Alert], source: str = "api") -> IngestReport:
         """Store a batch, all or nothing; :class:`AlertsRefused` when any alert cannot be.
@@ -395,6 +399,9 @@ class IngestService:
             await timeline_repo.append_rows(connection, timeline, self.redact)
             # After the resolution's own entries, so the timeline reads in order.
             await on_incidents_resolved(connection, done, now, self.redact)
+            if self.on_firing is not None:
+                fired = sorted({i.incident_id for i in new_items if i.incident_id is not None})
+                await self.on_firing(connection, fired, now)
 
         if rows:
             self.scheduler.committed(now)
