@@ -385,3 +385,40 @@ async def test_a_failing_check_at_ingest_leaves_the_verdict_to_the_sweep(
     monkeypatch.undo()
     assert await heal.verification.sweep() == 1
     assert (await watch_of(heal))["outcome"] == "relapsed"
+
+
+async def test_another_alert_of_the_group_relapses_the_fix_at_ingest(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    """Not the same alert, but a new incident of the same group key (another pod of the
+    service): a relapse, recorded by that ingest."""
+    heal = await _heal(make_heal, itsm, clock)
+    before = _outcomes("relapsed")
+    await fire_and_succeed(heal, clock)
+    await resolve(heal)
+    clock.advance(60)
+
+    report = await heal.ingest.ingest([fired_again(clock, pod="checkout-7")])
+
+    assert report.incidents_opened == 1
+    watch = await watch_of(heal)
+    assert watch["outcome"] == "relapsed"
+    assert watch["evidence"]["fired_again"] == []
+    assert watch["evidence"]["incidents"] == report.incident_ids
+    assert (
+        f"incident #{report.incident_ids[0]} opened" in (await outcome_entries(heal))[-1]["message"]
+    )
+    assert _outcomes("relapsed") == before + 1
+
+
+async def test_a_firing_of_another_group_leaves_the_watch_alone(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    heal = await _heal(make_heal, itsm, clock)
+    await fire_and_succeed(heal, clock)
+    await resolve(heal)
+    clock.advance(60)
+
+    await heal.ingest.ingest([fired_again(clock, service="cart")])
+
+    assert (await watch_of(heal))["outcome"] == "pending"
