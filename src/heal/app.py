@@ -134,7 +134,12 @@ class Heal:
         # The governors' hook first: a lease is given back before a fallback or a follow-up
         # of the same commit asks for the target.
         hooks = Hooks(
-            GovernorHook(runtime), approvals, fallbacks, verification, notices, DecisionHook()
+            GovernorHook(runtime, redact),
+            approvals,
+            fallbacks,
+            verification,
+            notices,
+            DecisionHook(),
         )
         engine = Engine(
             db, runtime, plugins, secrets, hook=hooks, redact=redact, guard=TargetGuard()
@@ -146,7 +151,12 @@ class Heal:
             engine=engine,
             runtime=runtime,
             ingest=IngestService(
-                db, runtime, lambda: holder.ruleset, redact, on_decisions=decisions.started
+                db,
+                runtime,
+                lambda: holder.ruleset,
+                redact,
+                on_firing=verification.on_firing,
+                on_decisions=decisions.started,
             ),
             approvals=approvals,
             plugins=plugins,

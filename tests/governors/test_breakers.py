@@ -21,6 +21,7 @@ from heal.api.app import create_app
 from heal.app import Heal
 from heal.cli.main import app as cli_app
 from heal.engine.engine import utcnow
+from heal.store import timeline_repo
 from heal.store.tables import verifications
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -37,6 +38,13 @@ async def _fail_twice(make_heal: HealFactory, clock: Clock) -> tuple[Heal, FakeT
     assert [r["status"] for r in await run_all([heal], clock)] == ["failure", "failure"]
     plugin.fail = False
     return heal, plugin
+
+
+async def _breaker_notes(heal: Heal, incident_id: int) -> list[tuple[str, int | None, str]]:
+    async with heal.db.read() as connection:
+        entries = await timeline_repo.for_incident(connection, incident_id)
+    found = [e for e in entries if e["kind"].startswith("breaker.")]
+    return [(e["kind"], e["action_id"], e["message"]) for e in found]
 
 
 @pytest.fixture
@@ -147,6 +155,35 @@ async def test_the_api_lists_and_resets_a_breaker(
     assert (await http.post("/api/v1/breakers/9/reset")).status_code == 404
 
 
+async def test_the_opening_and_the_reset_are_on_the_timelines_of_the_incidents_that_tripped_it(
+    client: tuple[httpx.AsyncClient, Heal], clock: Clock
+) -> None:
+    http, heal = client
+    opened = (
+        "circuit breaker #1 of 'restart' on shop/checkout opened: 2 failure(s) within 3600 s "
+        "(#1, #2); new actions there are blocked until "
+        f"{clock.now + timedelta(seconds=1800):%Y-%m-%d %H:%M:%S} UTC or a reset "
+        "(heal breakers reset 1)"
+    )
+    # Each incident had one of the two failed actions; the second failure opened it.
+    assert await _breaker_notes(heal, 1) == [("breaker.opened", 1, opened)]
+    assert await _breaker_notes(heal, 2) == [("breaker.opened", 2, opened)]
+
+    assert (await http.post("/api/v1/breakers/1/reset")).status_code == 200
+
+    who = (await http.get("/api/v1/breakers")).json()[0]["reset_by"]
+    reset = (
+        f"circuit breaker #1 of 'restart' on shop/checkout reset by {who}: new actions there "
+        "may run again"
+    )
+    for incident_id in (1, 2):
+        assert (await _breaker_notes(heal, incident_id))[-1] == (
+            "breaker.reset",
+            incident_id,
+            reset,
+        )
+
+
 async def test_resetting_needs_the_operate_scope(
     client: tuple[httpx.AsyncClient, Heal], clock: Clock
 ) -> None:
@@ -163,7 +200,7 @@ async def test_the_cli_lists_and_resets_a_breaker(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock.now = utcnow()  # the CLI judges "open" by the real clock
-    await _fail_twice(make_heal, clock)
+    heal, _ = await _fail_twice(make_heal, clock)
     for name in ("HEAL_DATABASE_URL", "HEAL_CONFIG", "HEAL_URL", "HEAL_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COLUMNS", "250")  # no wrapped table cells
@@ -184,6 +221,11 @@ async def test_the_cli_lists_and_resets_a_breaker(
     assert "breaker 1 reset" in reset.output
     closed = await heal_cli("breakers", "list", "--open", "--database-url", url)
     assert "no open breakers" in closed.output
+    async with heal.db.read() as connection:
+        said = [e["message"] for e in await timeline_repo.for_incident(connection, 1)]
+    assert any(
+        m.startswith("circuit breaker #1 of 'restart' on shop/checkout reset by cli:") for m in said
+    )
     missing = await heal_cli("breakers", "reset", "7", "--database-url", url)
     assert missing.exit_code == 1
     assert "breaker 7 not found" in missing.output

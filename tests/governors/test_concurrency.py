@@ -201,3 +201,60 @@ async def test_a_target_key_that_renders_empty_fails_the_creation(
     [created] = await rows(heal)
     assert (created["status"], created["failure_type"]) == ("failure", "create_failure")
     assert created["message"] == "target_key failed to render: target_key rendered empty"
+
+
+async def test_a_delayed_action_ends_blocked_once_it_has_waited_longer_than_max_wait(
+    make_heal: HealFactory, clock: Clock
+) -> None:
+    heal = await make_heal(
+        governed("concurrency: {max: 1, recheck: 20, max_wait: 50}"), clock=clock
+    )
+    plugin = FakeTarget()
+    plugin.gate = asyncio.Event()
+    install([heal], plugin)
+    await heal.ingest.ingest([crash("checkout-0"), crash("checkout-1")])
+    running = asyncio.create_task(heal.engine.wake(1, 0))
+    while not plugin.runs:  # the first holds the target, its step under way
+        await asyncio.sleep(0.01)
+
+    await heal.engine.wake(2, 0)  # the first delay: the wait is counted from here
+    for _ in range(2):  # 40 s in all: not longer than max_wait yet
+        clock.advance(20)
+        waiting = await row(heal, 2)
+        assert waiting["status"] == "received"
+        await heal.engine.wake(2, waiting["version"])
+    assert (await row(heal, 2))["status"] == "received"
+    clock.advance(20)
+    await heal.engine.wake(2, (await row(heal, 2))["version"])
+
+    blocked = await row(heal, 2)
+    assert (blocked["status"], blocked["failure_type"]) == ("blocked", "blocked")
+    assert "target shop/checkout busy for 60 s, longer than max_wait 50 s" in blocked["message"]
+    assert any("busy for 60 s, longer than max_wait" in m for m in await messages(heal, 2))
+    plugin.gate.set()
+    await running
+    assert (await row(heal, 1))["status"] == "success"
+    assert plugin.runs == [1]  # the blocked one never ran
+
+
+async def test_max_wait_is_counted_from_the_first_delay_in_the_row_not_from_memory(
+    make_heal: HealFactory, clock: Clock
+) -> None:
+    """Another engine (a restarted worker) counts the wait from the same moment."""
+    first = await make_heal(governed("concurrency: {max: 1, max_wait: 60}"), clock=clock)
+    second = await make_heal(governed("concurrency: {max: 1, max_wait: 60}"), clock=clock)
+    plugin = FakeTarget()
+    plugin.gate = asyncio.Event()
+    install([first, second], plugin)
+    await first.ingest.ingest([crash("checkout-0"), crash("checkout-1")])
+    running = asyncio.create_task(first.engine.wake(1, 0))
+    while not plugin.runs:
+        await asyncio.sleep(0.01)
+    await first.engine.wake(2, 0)
+    clock.advance(90)
+
+    await second.engine.wake(2, (await row(second, 2))["version"])
+
+    assert (await row(second, 2))["status"] == "blocked"
+    plugin.gate.set()
+    await running

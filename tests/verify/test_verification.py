@@ -29,7 +29,7 @@ from heal.demo.itsm import FakeITSM
 from heal.domain.approvals import Role, Signer
 from heal.policy import load_policy_text
 from heal.settings import Settings
-from heal.store import approvals_repo
+from heal.store import approvals_repo, timeline_repo
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
@@ -131,9 +131,11 @@ async def test_a_sweep_that_comes_late_judges_by_when_the_incident_resolved(
     assert (await summary(heal))["effectiveness"] == 4
 
 
-async def test_firing_again_within_quiet_for_is_relapsed(
+async def test_firing_again_within_quiet_for_is_relapsed_at_ingest(
     make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
 ) -> None:
+    """The ingest that stores the new firing records the relapse, in its transaction:
+    no sweep runs, and the one that comes later finds nothing left to judge."""
     heal = await _heal(make_heal, itsm, clock)
     before = _outcomes("relapsed")
     await fire_and_succeed(heal, clock)
@@ -142,9 +144,10 @@ async def test_firing_again_within_quiet_for_is_relapsed(
     clock.advance(QUIET - 10)
     report = await heal.ingest.ingest([fired_again(clock)])
     assert report.incidents_opened == 1  # the same group, a new incident
-    assert await heal.verification.sweep() == 1
     watch = await watch_of(heal)
     assert watch["outcome"] == "relapsed"
+    assert watch["outcome_at"] == clock.now
+    assert await heal.verification.sweep() == 0
     (again,) = watch["evidence"]["fired_again"]
     assert again["fingerprint"] == alert().fingerprint
     assert again["incident_id"] == report.incident_ids[0]
@@ -163,8 +166,8 @@ async def test_firing_again_after_quiet_for_does_not_undo_the_verdict(
     clock.advance(QUIET + 5)
     # heal was down for the end of the window: the new firing comes after it, and the
     # sweep that finally runs judges the window by the times the rows record.
-    await heal.ingest.ingest([fired_again(clock)])
-    assert await heal.verification.sweep() == 1
+    await heal.ingest.ingest([fired_again(clock)])  # judged there, by the rows' times
+    assert await heal.verification.sweep() == 0
     assert (await watch_of(heal))["outcome"] == "verified"
 
 
@@ -261,8 +264,8 @@ async def test_escalate_after_a_relapse_acts_in_the_new_incident(
     clock.advance(60)
     report = await heal.ingest.ingest([fired_again(clock)])
     (relapse_incident,) = report.incident_ids
-    # Both actions were under the rule's verify, and both relapsed.
-    assert await heal.verification.sweep() == 2
+    # Both actions were under the rule's verify, and both relapsed: judged at ingest.
+    assert await heal.verification.sweep() == 0
     assert (await watch_of(heal, 1))["outcome"] == "relapsed"
     assert (await watch_of(heal, 2))["outcome"] == "relapsed"
     async with heal.db.read() as connection:
@@ -271,6 +274,15 @@ async def test_escalate_after_a_relapse_acts_in_the_new_incident(
         )
         actions = [tuple(r) for r in rows]
     assert (4, relapse_incident, "second-ticket", "waiting") in actions
+    # Judged in the ingest's transaction, after its own entries: the new incident's
+    # timeline reads in order.
+    async with heal.db.read() as connection:
+        entries = await timeline_repo.for_incident(connection, relapse_incident)
+    kinds = [e["kind"] for e in entries]
+    assert kinds.index("incident.opened") < kinds.index("alert.received")
+    created = [e["message"] for e in entries if e["kind"] == "action.created"]
+    assert created[-1].startswith("action 'second-ticket' created by verification of #1")
+    assert kinds.index("alert.received") < kinds.index("action.created")
     first, second = [n["text"] for n in await chat_updates(heal) if n["kind"] == "update"]
     assert "relapsed" in first
     assert "fired again" in first
@@ -344,3 +356,69 @@ async def test_escalate_judged_late_starts_nothing_once_the_incident_resolved(
     assert await action(heal, 3) is None
     (update,) = [n for n in await chat_updates(heal) if n["kind"] == "update"]
     assert "the incident has resolved since; 'second-ticket' not started" in update["text"]
+
+
+async def test_a_failing_check_at_ingest_leaves_the_verdict_to_the_sweep(
+    make_heal: HealFactory,
+    itsm: tuple[FakeITSM, str],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The alerts are stored whatever verification does; the sweep reaches the same
+    verdict from the same rows."""
+    heal = await _heal(make_heal, itsm, clock)
+    await fire_and_succeed(heal, clock)
+    await resolve(heal)
+    clock.advance(60)
+    judge = heal.verification._record
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        await judge(*args, **kwargs)  # writes, then fails: the savepoint undoes it all
+        raise RuntimeError("a bug in verification")
+
+    monkeypatch.setattr(heal.verification, "_record", broken)
+    report = await heal.ingest.ingest([fired_again(clock)])
+
+    assert (report.new, report.incidents_opened) == (1, 1)
+    assert (await watch_of(heal))["outcome"] == "pending"
+    assert [e["data"]["outcome"] for e in await outcome_entries(heal)] == ["pending"]
+    monkeypatch.undo()
+    assert await heal.verification.sweep() == 1
+    assert (await watch_of(heal))["outcome"] == "relapsed"
+
+
+async def test_another_alert_of_the_group_relapses_the_fix_at_ingest(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    """Not the same alert, but a new incident of the same group key (another pod of the
+    service): a relapse, recorded by that ingest."""
+    heal = await _heal(make_heal, itsm, clock)
+    before = _outcomes("relapsed")
+    await fire_and_succeed(heal, clock)
+    await resolve(heal)
+    clock.advance(60)
+
+    report = await heal.ingest.ingest([fired_again(clock, pod="checkout-7")])
+
+    assert report.incidents_opened == 1
+    watch = await watch_of(heal)
+    assert watch["outcome"] == "relapsed"
+    assert watch["evidence"]["fired_again"] == []
+    assert watch["evidence"]["incidents"] == report.incident_ids
+    assert (
+        f"incident #{report.incident_ids[0]} opened" in (await outcome_entries(heal))[-1]["message"]
+    )
+    assert _outcomes("relapsed") == before + 1
+
+
+async def test_a_firing_of_another_group_leaves_the_watch_alone(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    heal = await _heal(make_heal, itsm, clock)
+    await fire_and_succeed(heal, clock)
+    await resolve(heal)
+    clock.advance(60)
+
+    await heal.ingest.ingest([fired_again(clock, service="cart")])
+
+    assert (await watch_of(heal))["outcome"] == "pending"

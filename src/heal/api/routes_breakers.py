@@ -45,7 +45,7 @@ async def reset_breaker(request: Request, breaker_id: IdPath, caller: Operator) 
     heal: Heal = request.app.state.heal
     now = heal.engine.clock()
     async with heal.db.write() as connection:
-        found = await breakers.reset(connection, breaker_id, caller.name, now)
+        found = await breakers.reset(connection, breaker_id, caller.name, now, heal.engine.redact)
         rows = await breakers.listing(connection, now) if found else []
     if not found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"breaker {breaker_id} not found")

@@ -36,6 +36,9 @@ class EventKind(StrEnum):
     DECISION_TIER = "decision.tier"
     DECISION_MADE = "decision.made"
     DECISION_FAILED = "decision.failed"
+    # Circuit breakers: opened by an action's failures, reset by an operator.
+    BREAKER_OPENED = "breaker.opened"
+    BREAKER_RESET = "breaker.reset"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.domain.actions import ActionStatus
+from heal.domain.redaction import Redactor
 from heal.engine.interfaces import Hold, WakeScheduler
 from heal.engine.machine import ActionState
 from heal.governors import breakers, leases
+from heal.observability import metrics
 from heal.policy.models import ActionBase
+from heal.store.locks import serialise
 from heal.store.tables import actions
 
 
@@ -32,7 +35,9 @@ class TargetGuard:
             return None
         row = (
             await connection.execute(
-                select(actions.c.action_name, actions.c.target).where(actions.c.id == action_id)
+                select(actions.c.action_name, actions.c.target, actions.c.delayed_at).where(
+                    actions.c.id == action_id
+                )
             )
         ).one()
         key = leases.lease_key(row.action_name, row.target)
@@ -41,19 +46,47 @@ class TargetGuard:
             return None
         busy = f"target {key} is busy with action #{holder}"
         if concurrency.policy == "cancel":
+            metrics.GOVERNOR_DECISIONS.labels("concurrency", "cancelled").inc()
             return Hold(f"not run: {busy} (concurrency policy cancel)")
+        waited = await _waited(connection, action_id, row.delayed_at, now)
+        if row.delayed_at is None:
+            metrics.GOVERNOR_DECISIONS.labels("concurrency", "delayed").inc()
+        if waited > concurrency.max_wait:
+            metrics.GOVERNOR_DECISIONS.labels("concurrency", "blocked").inc()
+            return Hold(
+                f"not run: target {key} busy for {waited} s, longer than max_wait "
+                f"{concurrency.max_wait} s (held by action #{holder})",
+                status=ActionStatus.BLOCKED.value,
+            )
         return Hold(
             f"waiting: {busy} (concurrency policy delay)",
             until=now + timedelta(seconds=concurrency.recheck),
         )
 
 
+async def _waited(
+    connection: AsyncConnection, action_id: int, delayed_at: datetime | None, now: datetime
+) -> int:
+    """Whole seconds since the action first found its target busy; the first delay is
+    recorded in the row (in this, the guard's own commit), so restarts and other workers
+    count from the same moment."""
+    if delayed_at is None:
+        await connection.execute(
+            update(actions)
+            .where(actions.c.id == action_id, actions.c.delayed_at.is_(None))
+            .values(delayed_at=now)
+        )
+        return 0
+    return int((now - delayed_at).total_seconds())
+
+
 class GovernorHook:
     """In the commit that ends an action: its leases go, and the next action waiting for
     the target is woken at once; a failure may open the action's breaker."""
 
-    def __init__(self, scheduler: WakeScheduler) -> None:
+    def __init__(self, scheduler: WakeScheduler, redact: Redactor | None = None) -> None:
         self.scheduler = scheduler
+        self.redact = redact
 
     async def on_transition(
         self,
@@ -70,7 +103,12 @@ class GovernorHook:
                 await self._wake_next(connection, before["action_name"], key, now)
         if config.breaker is not None and after.status is ActionStatus.FAILURE:
             target = before.get("target")
-            await breakers.evaluate(connection, before["action_name"], target, config.breaker, now)
+            # Two failures committing at once must not each count only itself (READ
+            # COMMITTED): the second counts once the first has committed.
+            await serialise(connection, f"breaker:{before['action_name']}:{target}")
+            await breakers.evaluate(
+                connection, before["action_name"], target, config.breaker, now, self.redact
+            )
 
     async def _wake_next(
         self, connection: AsyncConnection, action_name: str, key: str, now: datetime

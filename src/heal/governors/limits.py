@@ -21,20 +21,25 @@ from heal.domain.actions import IN_FLIGHT_STATUSES, ActionStatus
 from heal.domain.approvals import week_window
 from heal.domain.matchers import LabelMatcher, matches_all
 from heal.governors import breakers
+from heal.observability import metrics
 from heal.policy.models import ActionBase, Policy
 from heal.store.locks import serialise
 from heal.store.tables import actions
 
 Mode = Literal["approve", "block"]
+_OUTCOMES: dict[Mode, str] = {"approve": "approval", "block": "blocked"}
 _ON_ITS_WAY = (ActionStatus.RECEIVED.value, ActionStatus.WAITING.value)
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What the governors say of a new action: it needs an approval, or it is blocked."""
+    """What the governors say of a new action: it needs an approval, or it is blocked;
+    ``governor``: which one said it (freeze, breaker, limit, budget; joined by "+" when
+    several did)."""
 
     mode: Mode
     reason: str
+    governor: str = ""
 
 
 async def check(
@@ -53,7 +58,8 @@ async def check(
     if config.breaker is not None:
         opened = await breakers.evaluate(connection, action_name, target, config.breaker, now)
         if opened is not None:
-            return Verdict("block", opened.describe(action_name, target or ""))
+            metrics.GOVERNOR_DECISIONS.labels("breaker", "blocked").inc()
+            return Verdict("block", opened.describe(action_name, target or ""), "breaker")
     if config.limits:
         await serialise(connection, f"limit:{action_name}:{target}")
         same = and_(
@@ -76,6 +82,7 @@ async def check(
                         limit.over,
                         f"rate limit of {action_name!r}{where} reached: {counted} in the last "
                         f"{limit.per} s (max {limit.max})",
+                        "limit",
                     )
                 )
     budget = policy.governors.budget
@@ -91,13 +98,17 @@ async def check(
                     budget.over,
                     f"global budget reached: {counted} actions in the last {budget.per} s "
                     f"(max {budget.max})",
+                    "budget",
                 )
             )
     blocked = [v for v in verdicts if v.mode == "block"]
     chosen = blocked or verdicts
     if not chosen:
         return None
-    return Verdict(chosen[0].mode, "; ".join(v.reason for v in chosen))
+    mode = chosen[0].mode
+    for decided in chosen:  # the governors that decided the outcome, not those outranked
+        metrics.GOVERNOR_DECISIONS.labels(decided.governor, _OUTCOMES[mode]).inc()
+    return Verdict(mode, "; ".join(v.reason for v in chosen), "+".join(v.governor for v in chosen))
 
 
 def freezes(policy: Policy, labels: Mapping[str, str], now: datetime) -> list[Verdict]:
@@ -108,7 +119,9 @@ def freezes(policy: Policy, labels: Mapping[str, str], now: datetime) -> list[Ve
             continue
         matchers = [LabelMatcher.parse(k, v) for k, v in freeze.match.items()]
         if matches_all(matchers, dict(labels)):
-            found.append(Verdict(freeze.mode, f"change freeze {freeze.window!r} in force"))
+            found.append(
+                Verdict(freeze.mode, f"change freeze {freeze.window!r} in force", "freeze")
+            )
     return found
 
 

@@ -6,7 +6,7 @@ incidents, the actions and the actions' first wakes are all durable, or none of 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -101,6 +101,7 @@ class IngestService:
         rules: Callable[[], RuleSet],
         redact: Redactor | None = None,
         clock: Callable[[], datetime] = utcnow,
+        on_firing: Callable[[AsyncConnection, list[int], datetime], Awaitable[None]] | None = None,
         on_decisions: Callable[[list[int]], None] = lambda ids: None,
     ) -> None:
         self.db = database
@@ -108,6 +109,9 @@ class IngestService:
         self.rules = rules
         self.redact = redact or Redactor()
         self.clock = clock
+        # Told, in the batch's transaction, of the incidents that got new occurrences
+        # (verification's relapse check; wired by heal.app: verify sits above ingest).
+        self.on_firing = on_firing
         # Told the decisions a batch opened, after its commit (the decision service runs
         # them; the sweep finds any it did not).
         self.on_decisions = on_decisions
@@ -403,6 +407,9 @@ class IngestService:
             await timeline_repo.append_rows(connection, timeline, self.redact)
             # After the resolution's own entries, so the timeline reads in order.
             await on_incidents_resolved(connection, done, now, self.redact)
+            if self.on_firing is not None:
+                fired = sorted({i.incident_id for i in new_items if i.incident_id is not None})
+                await self.on_firing(connection, fired, now)
 
         if rows:
             self.scheduler.committed(now)

@@ -1,9 +1,9 @@
 """Gauges read from the database when ``/metrics`` is scraped.
 
-Pending approvals, in-flight actions and the chat outbox belong to the database, not to
-a process: every process (``heal serve``, each ``heal worker``) answers with the same,
-true numbers, however many there are and whichever of them did the work. So these are
-queried on scrape, never counted up and down in memory.
+Pending approvals, in-flight actions, the chat outbox, open breakers and held target
+leases belong to the database, not to a process: every process (``heal serve``, each
+``heal worker``) answers with the same, true numbers, however many there are and whichever
+of them did the work. So these are queried on scrape, never counted up and down in memory.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from heal.domain.actions import TERMINAL_STATUSES
 from heal.domain.approvals import ApprovalStatus
 from heal.observability.logging import get_logger
 from heal.store.db import Database
-from heal.store.tables import actions, approvals, notifications
+from heal.store.tables import actions, approvals, breakers, notifications, target_leases
 
 log = get_logger("heal.metrics")
 
@@ -41,6 +41,8 @@ class Snapshot:
     in_flight: dict[tuple[str, str, str], int] = field(default_factory=dict)
     outbox_pending: int = 0
     outbox_oldest_seconds: float = 0.0
+    breakers_open: dict[str, int] = field(default_factory=dict)
+    leases_held: dict[str, int] = field(default_factory=dict)
     database_up: bool = False
 
 
@@ -93,6 +95,19 @@ async def _read(connection: AsyncConnection) -> Snapshot:
             )
         )
     ).one()
+    now = datetime.now(UTC)
+    open_breakers = await connection.execute(
+        select(breakers.c.action_name, func.count())
+        .where(breakers.c.closes_at > now)
+        .group_by(breakers.c.action_name)
+    )
+    # A lease whose action has ended is still held until the next one takes it over or the
+    # sweeper gives it back: it still keeps others off its target.
+    leases_held = await connection.execute(
+        select(func.coalesce(actions.c.action_name, ""), func.count())
+        .select_from(target_leases.outerjoin(actions, actions.c.id == target_leases.c.action_id))
+        .group_by(actions.c.action_name)
+    )
     oldest: datetime | None = outbox[1]
     if oldest is not None and oldest.tzinfo is None:  # SQLite's aggregate loses the type
         oldest = datetime.fromisoformat(str(oldest)).replace(tzinfo=UTC)
@@ -100,9 +115,9 @@ async def _read(connection: AsyncConnection) -> Snapshot:
         pending_approvals={(r[0], r[1]): r[2] for r in pending},
         in_flight={(r[0], r[1], r[2]): r[3] for r in in_flight},
         outbox_pending=outbox[0],
-        outbox_oldest_seconds=(
-            max(0.0, (datetime.now(UTC) - oldest).total_seconds()) if oldest else 0.0
-        ),
+        outbox_oldest_seconds=(max(0.0, (now - oldest).total_seconds()) if oldest else 0.0),
+        breakers_open={r[0]: r[1] for r in open_breakers},
+        leases_held={r[0]: r[1] for r in leases_held},
         database_up=True,
     )
 
@@ -134,6 +149,23 @@ def _families(snapshot: Snapshot) -> Iterator[GaugeMetricFamily]:
         "Age of the oldest chat notification not yet delivered (0 when none)",
         value=snapshot.outbox_oldest_seconds,
     )
+    breakers_open = GaugeMetricFamily(
+        "heal_breakers_open",
+        "Circuit breakers open now, blocking their action on a target (from the database)",
+        labels=["action"],
+    )
+    for action, count in sorted(snapshot.breakers_open.items()):
+        breakers_open.add_metric([action], count)
+    yield breakers_open
+    leases = GaugeMetricFamily(
+        "heal_target_leases_held",
+        "Target leases held (actions at work on a target under concurrency:), by the "
+        "holder's action (from the database)",
+        labels=["action"],
+    )
+    for action, count in sorted(snapshot.leases_held.items()):
+        leases.add_metric([action], count)
+    yield leases
     yield GaugeMetricFamily(
         "heal_database_up",
         "1 when the last scrape could read the database",

@@ -21,6 +21,12 @@ def set_redactor(redactor: Redactor) -> None:
     _redactor = redactor
 
 
+def redactor() -> Redactor:
+    """The app's redactor (set at start-up), for code that writes text where no redactor
+    was handed down."""
+    return _redactor
+
+
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     if not _redactor:
         return event

@@ -25,6 +25,17 @@ ACTION_OUTCOMES = Counter(
     "Verdicts on whether a successful action fixed its incident, by outcome",
     ["outcome", "rule", "action"],
 )
+# What the safety governors decided about an action: governor is concurrency, limit,
+# budget, breaker or freeze; outcome is delayed, cancelled, blocked or approval (it must
+# wait for people). A delayed action counts once, at its first delay, not at each recheck.
+GOVERNOR_DECISIONS = Counter(
+    "heal_governor_decisions_total",
+    "Actions a safety governor delayed, cancelled, blocked or sent for approval",
+    ["governor", "outcome"],
+)
+BREAKERS_OPENED = Counter(
+    "heal_breakers_opened_total", "Circuit breakers opened by failures", ["action"]
+)
 WAKE_LATENESS = Histogram(
     "heal_wake_lateness_seconds",
     "How long after it was due a wake started",

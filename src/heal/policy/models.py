@@ -353,6 +353,10 @@ class Concurrency(StrictModel):
     recheck: Annotated[int, Field(ge=1, le=3600)] = 30
     """Seconds between two looks at a busy target while an action is delayed (1-3600); the
     end of the action holding it also wakes the next one at once."""
+    max_wait: Annotated[int, Field(ge=1, le=7 * 86400)] = 1800
+    """Seconds a delayed action waits for its busy target at most (1 s to 7 days), counted
+    from its first delay: past it, the action ends blocked, with the reason on the
+    timeline."""
 
 
 class RateLimit(StrictModel):

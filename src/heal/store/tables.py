@@ -113,6 +113,9 @@ actions = Table(
     # What the action works on (its rendered target_key), NULL when it names none: the
     # governors count and lease per target.
     Column("target", String(500), nullable=True),
+    # When the action was first delayed for its busy target (concurrency policy delay):
+    # how long it has waited, from the row, for concurrency.max_wait.
+    Column("delayed_at", UTCDateTime(), nullable=True),
 )
 Index("ix_actions_next_wake_at", actions.c.next_wake_at)
 Index("ix_actions_incident_id", actions.c.incident_id)
@@ -388,6 +391,9 @@ breakers = Table(
     Column("closes_at", UTCDateTime(), nullable=False),
     Column("reset_by", String(200), nullable=True),
     Column("reset_at", UTCDateTime(), nullable=True),
+    # The failed (or ineffective) actions that opened it, [{action_id, incident_id}]: the
+    # incidents whose timelines hear of its opening and of its reset.
+    Column("tripped_by", Json, nullable=True),
 )
 Index("uq_breakers_action_name_target", breakers.c.action_name, breakers.c.target, unique=True)
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from heal.domain.incidents import IncidentStatus
 from heal.domain.verification import Outcome
 from heal.store.tables import alerts, incidents, ratings, verifications
 
@@ -26,6 +27,25 @@ async def pending_after(connection: AsyncConnection, after_id: int, limit: int) 
         .where(verifications.c.outcome == Outcome.PENDING.value, verifications.c.id > after_id)
         .order_by(verifications.c.id)
         .limit(limit)
+    )
+    return [row.id for row in result]
+
+
+async def pending_near(connection: AsyncConnection, incident_ids: Sequence[int]) -> list[int]:
+    """Ids of the pending verifications a new alert in these incidents may have relapsed:
+    those of resolved incidents of the same group key, or holding one of their alerts."""
+    keys = select(incidents.c.group_key).where(incidents.c.id.in_(incident_ids))
+    fingerprints = select(alerts.c.fingerprint).where(alerts.c.incident_id.in_(incident_ids))
+    holding = select(alerts.c.incident_id).where(alerts.c.fingerprint.in_(fingerprints))
+    result = await connection.execute(
+        select(verifications.c.id)
+        .select_from(verifications.join(incidents, incidents.c.id == verifications.c.incident_id))
+        .where(
+            verifications.c.outcome == Outcome.PENDING.value,
+            incidents.c.status == IncidentStatus.RESOLVED.value,
+            or_(incidents.c.group_key.in_(keys), incidents.c.id.in_(holding)),
+        )
+        .order_by(verifications.c.id)
     )
     return [row.id for row in result]
 

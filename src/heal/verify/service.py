@@ -15,7 +15,7 @@ again), so a sweep that runs late, or after a restart, reaches the same verdict:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -144,54 +144,110 @@ class VerificationService:
             return False
         wakes: list[datetime] = []
         async with self.db.write() as connection:
-            found = await self._assess_by_id(connection, verification_id, now)
-            if found is None:
-                return False
-            watch, incident, verdict, resolution = found
-            if resolution:
-                await repo.set_values(connection, verification_id, resolution)
-            if verdict is None:
-                return False
-            if not await repo.set_values(
+            reached = await self._record(connection, verification_id, now, wakes)
+        if reached is None:
+            return False
+        self._reached(*reached, wakes, "sweep")
+        return True
+
+    # -- ingest's hook: a new firing judged in the transaction that stores it -------------
+    async def on_firing(
+        self, connection: AsyncConnection, incident_ids: Sequence[int], now: datetime
+    ) -> None:
+        """New alert occurrences were stored in these incidents (ingest's transaction):
+        the watches they may have relapsed get their verdict now, in that transaction,
+        through the sweep's own code, instead of at the next sweep.
+
+        The watches looked at are those of resolved incidents of the same group key, or
+        holding one of the alerts again; what is due is decided as the sweep decides it.
+        """
+        if not incident_ids:
+            return
+        wakes: list[datetime] = []
+        reached = []
+        try:
+            # A savepoint: a failure here must not cost the alerts their ingest; the watch
+            # stays pending and the sweep judges it (by the same rows, to the same verdict).
+            async with connection.begin_nested():
+                for verification_id in await repo.pending_near(connection, incident_ids):
+                    found = await self._record(connection, verification_id, now, wakes)
+                    if found is not None:
+                        reached.append(found)
+        except Exception as exc:
+            log.error(
+                "verification at ingest failed; the sweep will judge",
+                incidents=list(incident_ids),
+                error=self.redact.text(f"{type(exc).__name__}: {exc}"),
+                exc_info=True,
+            )
+            return
+        # Counted and logged before the commit, which is the ingest's: a batch rolled back
+        # and run again (a lost race) judges again and counts again, which is rare enough.
+        # On the embedded runtime the follow-ups' wakes are claimed by a write transaction,
+        # which waits for the ingest's: the kick is not lost.
+        for watch, verdict in reached:
+            self._reached(watch, verdict, wakes, "ingest")
+
+    async def _record(
+        self,
+        connection: AsyncConnection,
+        verification_id: int,
+        now: datetime,
+        wakes: list[datetime],
+    ) -> tuple[dict[str, Any], _Verdict] | None:
+        """In the caller's write transaction: the watch's verdict if it is due, with its
+        timeline entries, notifications and on_ineffective follow-up (wakes: theirs)."""
+        found = await self._assess_by_id(connection, verification_id, now)
+        if found is None:
+            return None
+        watch, incident, verdict, resolution = found
+        if resolution:
+            await repo.set_values(connection, verification_id, resolution)
+        if verdict is None:
+            return None
+        if not await repo.set_values(
+            connection,
+            verification_id,
+            {
+                "outcome": verdict.outcome.value,
+                "outcome_at": now,
+                "evidence": self.redact(verdict.evidence),
+            },
+        ):
+            return None
+        notes = [
+            TimelineEntry(
+                EventKind.ACTION_OUTCOME,
+                verdict.message,
+                {"outcome": verdict.outcome.value, **verdict.evidence},
+                action_id=watch["action_id"],
+            )
+        ]
+        event = _OUTCOME_EVENTS.get(verdict.outcome)
+        if event is not None:
+            await announce(
                 connection,
-                verification_id,
-                {
-                    "outcome": verdict.outcome.value,
-                    "outcome_at": now,
-                    "evidence": self.redact(verdict.evidence),
+                self.rules().policy,
+                event,
+                incident,
+                verdict.message,
+                now,
+                redact=self.redact,
+                action={
+                    "id": watch["action_id"],
+                    "action_name": watch["action_name"],
+                    "rule": watch["rule"],
+                    "status": "success",
                 },
-            ):
-                return False
-            notes = [
-                TimelineEntry(
-                    EventKind.ACTION_OUTCOME,
-                    verdict.message,
-                    {"outcome": verdict.outcome.value, **verdict.evidence},
-                    action_id=watch["action_id"],
-                )
-            ]
-            event = _OUTCOME_EVENTS.get(verdict.outcome)
-            if event is not None:
-                await announce(
-                    connection,
-                    self.rules().policy,
-                    event,
-                    incident,
-                    verdict.message,
-                    now,
-                    redact=self.redact,
-                    action={
-                        "id": watch["action_id"],
-                        "action_name": watch["action_name"],
-                        "rule": watch["rule"],
-                        "status": "success",
-                    },
-                )
-            if verdict.outcome.is_failure:
-                notes += await self._on_ineffective(
-                    connection, watch, incident, verdict, now, wakes
-                )
-            await timeline_repo.append(connection, watch["incident_id"], notes, now, self.redact)
+            )
+        if verdict.outcome.is_failure:
+            notes += await self._on_ineffective(connection, watch, incident, verdict, now, wakes)
+        await timeline_repo.append(connection, watch["incident_id"], notes, now, self.redact)
+        return watch, verdict
+
+    def _reached(
+        self, watch: dict[str, Any], verdict: _Verdict, wakes: list[datetime], by: str
+    ) -> None:
         metrics.ACTION_OUTCOMES.labels(
             verdict.outcome.value, watch["rule"], watch["action_name"]
         ).inc()
@@ -203,8 +259,8 @@ class VerificationService:
             rule=watch["rule"],
             action=watch["action_name"],
             outcome=verdict.outcome.value,
+            by=by,
         )
-        return True
 
     async def _assess_by_id(
         self, connection: AsyncConnection, verification_id: int, now: datetime
