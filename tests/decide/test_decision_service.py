@@ -5,16 +5,21 @@ and the action's params, and the winner's action is created through the usual ga
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from conftest import HealFactory
-from helpers import Clock, alert, drive
+from helpers import AUTH, Clock, alert, drive
 from prometheus_client import REGISTRY
+from typer.testing import CliRunner
 
+from heal.api.app import create_app
 from heal.app import Heal
+from heal.cli.main import app as cli
 from heal.decide.tiers import DecisionInput, TierAnswer
 from heal.domain.decisions import Proposal, TierName
 from heal.policy.loader import PolicyError, load_policy_text
@@ -352,3 +357,40 @@ async def test_auto_approval_may_ask_for_a_playbooks_lower_bound_or_the_llms_con
         assert action["status"] == "received"
         (note,) = [m for m in said(entries, "action.status") if "auto-approved" in m]
         assert note.startswith(f"auto-approved by condition {approved_by!r}: decided by the")
+
+
+async def test_the_api_and_the_cli_show_an_incidents_decision(
+    make_heal: HealFactory, clock: Clock, backend: tuple[str, str]
+) -> None:
+    llm = ScriptedTier(
+        TierName.LLM, TierAnswer(Proposal(TierName.LLM, "delete-everything", {}, confidence=0.9))
+    )
+    heal = await deciding_heal(make_heal, clock, llm)
+    decision, _ = await decided(heal, namespace="shop", deployment="web")
+    transport = httpx.ASGITransport(app=create_app(heal, manage_lifecycle=False))
+    async with httpx.AsyncClient(transport=transport, base_url="http://heal", headers=AUTH) as api:
+        shown = (await api.get(f"/api/v1/incidents/{decision['incident_id']}")).json()
+    (view,) = shown["decisions"]
+    assert (view["state"], view["tier"], view["action_id"]) == ("ready", "expert", 1)
+    assert view["attempts"][0]["rejected"].startswith("proposed 'delete-everything'")
+    assert "claimed_until" not in view
+
+    printed = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        ["incidents", "show", str(decision["incident_id"]), "--database-url", backend[0]],
+        env={"COLUMNS": "250"},
+    )
+    assert printed.exit_code == 0, printed.output
+    assert "Decisions (1)" in printed.output
+    # the proposal column (PostgreSQL's JSONB keeps its own key order)
+    assert "restart-workload(name=web, namespace=shop)" in printed.output.replace(
+        "namespace=shop, name=web", "name=web, namespace=shop"
+    )
+    as_json = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        ["incidents", "show", "1", "--json", "--database-url", backend[0]],
+    )
+    (listed,) = json.loads(as_json.output)["decisions"]
+    assert (listed["tier"], listed["proposal"]["action"]) == ("expert", "restart-workload")

@@ -21,7 +21,7 @@ from heal.api.schemas import (
 from heal.app import Heal
 from heal.domain.incidents import IncidentStatus
 from heal.engine.engine import ActionNotFound
-from heal.store import actions_repo, alerts_repo, incidents_repo, timeline_repo
+from heal.store import actions_repo, alerts_repo, decisions_repo, incidents_repo, timeline_repo
 from heal.store import verifications_repo as verify_repo
 from heal.verify.ratings import (
     IncidentNotFound,
@@ -71,6 +71,7 @@ async def get_incident(request: Request, incident_id: IdPath, _caller: Viewer) -
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"incident {incident_id} not found")
         alerts = await alerts_repo.for_incident(connection, incident_id)
+        decisions = await decisions_repo.for_incident(connection, incident_id)
         actions = await incidents_repo.actions_of(connection, incident_id)
         timeline = await timeline_repo.for_incident(connection, incident_id)
         outcomes = await outcomes_by_action(connection, incident_id)
@@ -79,6 +80,7 @@ async def get_incident(request: Request, incident_id: IdPath, _caller: Viewer) -
         **views.incident(row),
         **summary,
         "alerts": [views.alert(a) for a in alerts],
+        "decisions": [views.decision(d) for d in decisions],
         "actions": [{**views.action(a), **outcome_fields(outcomes.get(a["id"]))} for a in actions],
         "timeline": [views.event(e) for e in timeline],
     }

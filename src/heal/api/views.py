@@ -40,3 +40,8 @@ def action(row: dict[str, Any]) -> dict[str, Any]:
 
 def event(row: dict[str, Any]) -> dict[str, Any]:
     return {k: _jsonable(v) for k, v in row.items()}
+
+
+def decision(row: dict[str, Any]) -> dict[str, Any]:
+    """A decision without its lease bookkeeping."""
+    return {k: _jsonable(v) for k, v in row.items() if k not in ("claimed_until", "version")}

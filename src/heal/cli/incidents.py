@@ -95,11 +95,11 @@ def show(
     database_url: DatabaseUrl = None,
     as_json: JsonOutput = False,
 ) -> None:
-    """One incident: its fields, alerts, actions and timeline."""
+    """One incident: its fields, alerts, decisions, actions and timeline."""
     settings = make_settings(database_url=database_url)
-    incident, alerts, actions, timeline = run(_show(settings, incident_id), settings.database_url)
+    incident = run(_show(settings, incident_id), settings.database_url)
     if as_json:
-        print_json({**incident, "alerts": alerts, "actions": actions, "timeline": timeline})
+        print_json(incident)
         return
     console = out()
     console.print(f"[bold]Incident {incident_id}[/bold]: {render.markup(incident['title'])}")
@@ -118,11 +118,14 @@ def show(
         )
     )
     console.print()
-    console.print(_alerts(alerts))
+    console.print(_alerts(incident["alerts"]))
+    if incident["decisions"]:
+        console.print()
+        console.print(_decisions(incident["decisions"]))
     console.print()
-    console.print(_actions(actions))
+    console.print(_actions(incident["actions"]))
     console.print()
-    console.print(render.timeline(timeline))
+    console.print(render.timeline(incident["timeline"]))
 
 
 def _score(incident: dict[str, Any]) -> str:
@@ -160,6 +163,35 @@ def _alerts(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _decisions(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"Decisions ({len(rows)})", title_justify="left")
+    table.add_column("id", justify="right")
+    table.add_column("rule")
+    table.add_column("state")
+    table.add_column("tier")
+    table.add_column("proposal", overflow="fold")
+    table.add_column("action", justify="right")
+    table.add_column("tiers tried", overflow="fold")
+    for row in rows:
+        proposal = row["proposal"] or {}
+        params = ", ".join(f"{k}={v}" for k, v in (proposal.get("params") or {}).items())
+        said = f"{proposal['action']}({params})" if proposal else (row["error"] or "-")
+        tried = "; ".join(
+            f"{a['tier']}: " + ("proposed" if "proposal" in a else a.get("rejected", ""))
+            for a in row["attempts"]
+        )
+        table.add_row(
+            str(row["id"]),
+            row["rule"],
+            render.status(row["state"]),
+            render.plain(row["tier"]),
+            render.plain(said),
+            render.plain(row["action_id"]),
+            render.plain(tried or None),
+        )
+    return table
+
+
 def _actions(rows: list[dict[str, Any]]) -> Table:
     table = Table(title=f"Actions ({len(rows)})", title_justify="left")
     table.add_column("id", justify="right")
@@ -183,10 +215,9 @@ def _actions(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-async def _show(
-    settings: Settings, incident_id: int
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    from heal.store import alerts_repo, incidents_repo, timeline_repo
+async def _show(settings: Settings, incident_id: int) -> dict[str, Any]:
+    """The incident with its summary, alerts, decisions, actions and timeline."""
+    from heal.store import alerts_repo, decisions_repo, incidents_repo, timeline_repo
     from heal.verify.ratings import outcome_fields, outcomes_by_action, remediation
 
     async with open_database(settings) as database:
@@ -196,12 +227,19 @@ async def _show(
             if incident is None:
                 raise CliError(f"incident {incident_id} not found")
             alerts = await alerts_repo.for_incident(connection, incident_id)
+            decisions = await decisions_repo.for_incident(connection, incident_id)
             actions = await incidents_repo.actions_of(connection, incident_id)
             timeline = await timeline_repo.for_incident(connection, incident_id)
             outcomes = await outcomes_by_action(connection, incident_id)
             summary = await remediation(connection, incident)
-    actions = [{**a, **outcome_fields(outcomes.get(a["id"]))} for a in actions]
-    return {**incident, **summary}, alerts, actions, timeline
+    return {
+        **incident,
+        **summary,
+        "alerts": alerts,
+        "decisions": decisions,
+        "actions": [{**a, **outcome_fields(outcomes.get(a["id"]))} for a in actions],
+        "timeline": timeline,
+    }
 
 
 @app.command(
