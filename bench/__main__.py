@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from bench import common, distributed, executors, ingest, latency, wakes
+from bench import common, decisions, distributed, executors, ingest, latency, wakes
 from bench._proc import install_sigterm, stop_all
 from bench.common import Result
 from bench.experiments import NAMES
@@ -39,6 +39,7 @@ TARGETS: list[tuple[str, str, str, Callable[[float], bool]]] = [
     ("wakes", "wakes/s", ">= 2000", lambda v: v >= 2000),
     ("wakes", "lateness p99 s", "<= 1", lambda v: v <= 1),
     ("wakes", "peak RSS MiB", "<= 500", lambda v: v <= 500),
+    ("decisions", "p99 ms", "<= 50", lambda v: v <= 50),
 ]
 # Which figure ranks the runs of a benchmark, and whether higher is better.
 HEADLINE = {
@@ -46,6 +47,7 @@ HEADLINE = {
     "ingest/actions": ("alerts/s", True),
     "latency": ("p99 ms (from 202)", False),
     "wakes": ("wakes/s", True),
+    "decisions": ("p99 ms", False),
     **{f"executors/{kind}": ("CPU ms/step", False) for kind in executors.SETUPS},
 }
 
@@ -56,7 +58,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["ingest", "latency", "wakes", "distributed", "executors"],
+        choices=["ingest", "latency", "wakes", "distributed", "executors", "decisions"],
         help="repeatable",
     )
     parser.add_argument("--runs", type=int, help="runs per benchmark (default 2, quick 1)")
@@ -81,7 +83,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = {e for e in args.experiment.split(",") if e} - set(NAMES)
     if unknown:
         parser.error(f"unknown experiment(s): {', '.join(sorted(unknown))}")
-    args.only = args.only or ["ingest", "latency", "wakes", "distributed", "executors"]
+    args.only = args.only or [
+        "ingest",
+        "latency",
+        "wakes",
+        "distributed",
+        "executors",
+        "decisions",
+    ]
     args.executor_actions = args.executor_actions or (50 if args.quick else 200)
     args.runs = args.runs or (1 if args.quick else 2)
     args.wake_actions = args.wake_actions or (2000 if args.quick else 10_000)
@@ -147,6 +156,9 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Step]]:
                     lambda run, k=kind: executors.run(k, run, actions=args.executor_actions),
                 )
             )
+    if "decisions" in args.only:
+        count = 200 if quick else 1000
+        steps.append(("decisions", lambda run: decisions.run(run, decisions=count)))
     return steps
 
 
