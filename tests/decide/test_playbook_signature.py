@@ -113,7 +113,6 @@ when = st.one_of(
 candidates = st.lists(
     st.builds(
         Candidate,
-        Signature,
         playbook_id=st.integers(1, 10_000),
         similarity=st.one_of(st.just(1.0), st.floats(0, 0.999)),
         lower_bound=st.floats(0, 1),
