@@ -311,3 +311,15 @@ def mean_update(mean: float | None, count: int, value: float) -> float:
     if mean is None or count <= 1:
         return value
     return mean + (value - mean) / count
+
+
+def params_key(params: Mapping[str, object]) -> str:
+    """A stable hash of an action's params: a playbook is one per signature, action, params."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def playbook_lower_bound(verified_successes: int, runs: int, rejections: int) -> float:
+    """A playbook's ranking figure: a rejection of its proposal by people counts as a run
+    that failed (people judged it would not fix this), so rejections lower the bound."""
+    return wilson_lower_bound(verified_successes, runs + rejections)

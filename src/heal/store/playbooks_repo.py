@@ -1,0 +1,258 @@
+"""Rows of playbooks and of what the learning sweep took from each incident.
+
+Stats change by read, compute, compare-and-set on ``version`` (tried again when another
+transaction got there first), so the stored lower bound always matches the counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from heal.domain.playbooks import mean_update, playbook_lower_bound
+from heal.store.tables import learned, playbooks
+
+Row = dict[str, Any]
+_ATTEMPTS = 5
+
+
+class PlaybookConflict(Exception):
+    """Another playbook already has this signature, action and params."""
+
+
+async def insert_playbook(connection: AsyncConnection, row: Row) -> int:
+    values = {
+        "runs": 0,
+        "verified_successes": 0,
+        "rejections": 0,
+        "mttr_seconds": None,
+        "mttr_samples": 0,
+        "learned_from": None,
+        "last_used_at": None,
+        "version": 0,
+        **row,
+    }
+    values["lower_bound"] = playbook_lower_bound(
+        values["verified_successes"], values["runs"], values["rejections"]
+    )
+    if await find_merge(
+        connection, values["signature_key"], values["action_name"], values["params_key"]
+    ):
+        raise PlaybookConflict(values["name"])
+    result = await connection.execute(insert(playbooks).returning(playbooks.c.id), [values])
+    return int(result.scalar_one())
+
+
+async def get(connection: AsyncConnection, playbook_id: int) -> Row | None:
+    result = await connection.execute(select(playbooks).where(playbooks.c.id == playbook_id))
+    row = result.first()
+    return dict(row._mapping) if row else None
+
+
+async def find_merge(
+    connection: AsyncConnection, signature_key: str, action_name: str, params_key: str
+) -> Row | None:
+    """The playbook a new fix of this kind merges into."""
+    result = await connection.execute(
+        select(playbooks).where(
+            playbooks.c.signature_key == signature_key,
+            playbooks.c.action_name == action_name,
+            playbooks.c.params_key == params_key,
+        )
+    )
+    row = result.first()
+    return dict(row._mapping) if row else None
+
+
+async def page(
+    connection: AsyncConnection,
+    *,
+    status: str | None = None,
+    action_name: str | None = None,
+    after_id: int = 0,
+    limit: int = 100,
+) -> list[Row]:
+    query = select(playbooks).where(playbooks.c.id > after_id)
+    if status:
+        query = query.where(playbooks.c.status == status)
+    if action_name:
+        query = query.where(playbooks.c.action_name == action_name)
+    result = await connection.execute(query.order_by(playbooks.c.id).limit(limit))
+    return [dict(row._mapping) for row in result]
+
+
+async def exact(
+    connection: AsyncConnection, status: str, signature_key: str, actions: Sequence[str]
+) -> list[Row]:
+    """Playbooks of this status, signature and one of ``actions``."""
+    result = await connection.execute(
+        select(playbooks).where(
+            playbooks.c.status == status,
+            playbooks.c.signature_key == signature_key,
+            playbooks.c.action_name.in_(sorted(set(actions))),
+        )
+    )
+    return [dict(row._mapping) for row in result]
+
+
+async def candidates(
+    connection: AsyncConnection,
+    status: str,
+    alertname: str,
+    actions: Sequence[str],
+    *,
+    below: tuple[float, int] | None = None,
+    limit: int = 200,
+) -> list[Row]:
+    """Playbooks of this status and alert name, best lower bound first (then id), after
+    the cursor ``below`` (the last row's lower bound and id): the tier reads them in
+    chunks and stops once nothing further can outrank what it found."""
+    query = select(playbooks).where(
+        playbooks.c.status == status,
+        playbooks.c.alertname == alertname,
+        playbooks.c.action_name.in_(sorted(set(actions))),
+    )
+    if below is not None:
+        bound, last_id = below
+        query = query.where(
+            or_(
+                playbooks.c.lower_bound < bound,
+                and_(playbooks.c.lower_bound == bound, playbooks.c.id > last_id),
+            )
+        )
+    result = await connection.execute(
+        query.order_by(playbooks.c.lower_bound.desc(), playbooks.c.id).limit(limit)
+    )
+    return [dict(row._mapping) for row in result]
+
+
+async def adjust(
+    connection: AsyncConnection,
+    playbook_id: int,
+    now: datetime,
+    *,
+    runs: int = 0,
+    successes: int = 0,
+    rejections: int = 0,
+    resolve_seconds: float | None = None,
+    used_at: datetime | None = None,
+) -> Row | None:
+    """Add to a playbook's counts (negative deltas undo an earlier count), one MTTR sample
+    and its last use; the lower bound recomputed. The row after it, None if it is gone."""
+    for _ in range(_ATTEMPTS):
+        row = await get(connection, playbook_id)
+        if row is None:
+            return None
+        values = _adjusted(row, runs, successes, rejections, resolve_seconds, used_at)
+        values |= {"updated_at": now, "version": row["version"] + 1}
+        result = await connection.execute(
+            update(playbooks)
+            .where(playbooks.c.id == playbook_id, playbooks.c.version == row["version"])
+            .values(**values)
+        )
+        if result.rowcount == 1:
+            return row | values
+    raise RuntimeError(f"playbook {playbook_id} kept changing under its update")
+
+
+def _adjusted(
+    row: Row,
+    runs: int,
+    successes: int,
+    rejections: int,
+    resolve_seconds: float | None,
+    used_at: datetime | None,
+) -> Row:
+    new_runs = max(row["runs"] + runs, 0)
+    new_successes = min(max(row["verified_successes"] + successes, 0), new_runs)
+    new_rejections = max(row["rejections"] + rejections, 0)
+    values: Row = {
+        "runs": new_runs,
+        "verified_successes": new_successes,
+        "rejections": new_rejections,
+        "lower_bound": playbook_lower_bound(new_successes, new_runs, new_rejections),
+    }
+    if resolve_seconds is not None:
+        samples = row["mttr_samples"] + 1
+        values["mttr_samples"] = samples
+        values["mttr_seconds"] = mean_update(row["mttr_seconds"], samples, resolve_seconds)
+    if used_at is not None and (row["last_used_at"] is None or used_at > row["last_used_at"]):
+        values["last_used_at"] = used_at
+    return values
+
+
+async def set_values(connection: AsyncConnection, playbook_id: int, values: Row) -> Row | None:
+    """Set plain fields (status, name, params, ...); the row after it, None if gone."""
+    row = await get(connection, playbook_id)
+    if row is None:
+        return None
+    merged = row | values
+    if {"signature_key", "action_name", "params_key"} & values.keys():
+        other = await find_merge(
+            connection, merged["signature_key"], merged["action_name"], merged["params_key"]
+        )
+        if other is not None and other["id"] != playbook_id:
+            raise PlaybookConflict(f"playbook {other['id']} ({other['name']})")
+    merged["lower_bound"] = playbook_lower_bound(
+        merged["verified_successes"], merged["runs"], merged["rejections"]
+    )
+    merged["version"] = row["version"] + 1
+    changed = {k: v for k, v in merged.items() if k != "id"}
+    await connection.execute(
+        update(playbooks).where(playbooks.c.id == playbook_id).values(**changed)
+    )
+    return merged
+
+
+async def delete_playbook(connection: AsyncConnection, playbook_id: int) -> bool:
+    """Delete a playbook; what it learned from stays learned (not counted again)."""
+    await connection.execute(
+        update(learned).where(learned.c.playbook_id == playbook_id).values(playbook_id=None)
+    )
+    result = await connection.execute(delete(playbooks).where(playbooks.c.id == playbook_id))
+    return result.rowcount == 1
+
+
+async def stamp(connection: AsyncConnection, status: str) -> tuple[int, datetime | None, int]:
+    """What changes when any playbook of this status changes: count, newest update, and
+    the sum of versions (a caller's cache is stale when it differs)."""
+    result = await connection.execute(
+        select(
+            func.count(),
+            func.max(playbooks.c.updated_at),
+            func.coalesce(func.sum(playbooks.c.version), 0),
+        ).where(playbooks.c.status == status)
+    )
+    count, newest, versions = result.one()
+    return int(count), newest, int(versions)
+
+
+# -- what the learning sweep took ------------------------------------------------------------
+async def learned_of(connection: AsyncConnection, incident_id: int) -> Row | None:
+    result = await connection.execute(select(learned).where(learned.c.incident_id == incident_id))
+    row = result.first()
+    return dict(row._mapping) if row else None
+
+
+async def save_learned(connection: AsyncConnection, row: Row) -> None:
+    """Insert or replace the incident's marker."""
+    incident_id = row["incident_id"]
+    found = await connection.execute(
+        update(learned).where(learned.c.incident_id == incident_id).values(**row)
+    )
+    if found.rowcount == 0:
+        await connection.execute(insert(learned), [row])
+
+
+async def set_learned_playbook(
+    connection: AsyncConnection, incident_id: int, playbook_id: int | None, success: bool
+) -> None:
+    await connection.execute(
+        update(learned)
+        .where(learned.c.incident_id == incident_id)
+        .values(playbook_id=playbook_id, playbook_success=success)
+    )
