@@ -152,3 +152,11 @@ def test_recency_breaks_a_tie() -> None:
     new = Candidate(2, 0.9, 0.5, datetime(2026, 2, 1, tzinfo=UTC))
     never = Candidate(3, 0.9, 0.5, None)
     assert [c.playbook_id for c in rank([never, old, new], 0.85)] == [2, 1, 3]
+
+
+def test_a_minor_label_may_differ_a_workload_may_not() -> None:
+    base = {"namespace": "shop", "deployment": "checkout", "tier": "web"}
+    minor = _sig("A", "critical", {**base, "tier": "api"})
+    workload = _sig("A", "critical", {**base, "deployment": "cart"})
+    assert similarity(_sig("A", "critical", base), "down", minor, "down") >= 0.85
+    assert similarity(_sig("A", "critical", base), "down", workload, "down") < 0.85

@@ -18,8 +18,10 @@ ignored, which the value rule catches.
 **Similarity** of two signatures is in [0, 1]: 1 for the same key, else
 ``LABEL_WEIGHT`` times a weighted Jaccard over their labels (alertname weighs most, then
 the stable labels, then the rest) plus ``TEXT_WEIGHT`` times the fuzzy likeness of their
-annotation text (rapidfuzz ``token_set_ratio``). Different alert names never exceed
-``LABEL_WEIGHT * (1 - ALERTNAME_SHARE)`` + ``TEXT_WEIGHT``: below any sane threshold.
+annotation text (rapidfuzz ``token_set_ratio``). With the default 0.85 threshold and the
+same text, a signature that differs in one minor label (or lacks one) still matches, one
+whose workload, namespace or other stable label differs does not: a different workload is a
+different incident. The tier only compares playbooks of the same alert name.
 
 **Ranking** puts exact signatures first, then the similar ones (at or above the
 threshold), each by the Wilson lower bound of their verified success rate, then by
@@ -123,9 +125,8 @@ ALERTNAME_WEIGHT = 4.0
 SEVERITY_WEIGHT = 1.0
 STABLE_WEIGHT = 2.0
 OTHER_WEIGHT = 1.0
-ALERTNAME_SHARE = ALERTNAME_WEIGHT / (ALERTNAME_WEIGHT + SEVERITY_WEIGHT)
-LABEL_WEIGHT = 0.8
-TEXT_WEIGHT = 0.2
+LABEL_WEIGHT = 0.7
+TEXT_WEIGHT = 0.3
 WILSON_Z = 1.959963984540054  # 95 %
 
 
@@ -246,6 +247,11 @@ def similarity(a: Signature, text_a: str, b: Signature, text_b: str) -> float:
     """How alike two incidents' symptoms are, in [0, 1]; the same signature is 1."""
     if a.key == b.key:
         return 1.0
+    return likeness(a, text_a, b, text_b)
+
+
+def likeness(a: Signature, text_a: str, b: Signature, text_b: str) -> float:
+    """The similarity of two signatures known to differ (their keys), below 1."""
     score = LABEL_WEIGHT * label_similarity(a, b) + TEXT_WEIGHT * text_similarity(text_a, text_b)
     # Only an exact signature is 1: ranking relies on it.
     return min(max(score, 0.0), math.nextafter(1.0, 0.0))
