@@ -3,6 +3,7 @@
     python -m bench                  # everything, each benchmark twice (about 15 minutes)
     python -m bench --only distributed   # PostgreSQL + procrastinate: yardstick, 1/2/4 workers
     python -m bench --quick          # shorter windows, 2,000 polling actions, one run each
+    python -m bench --only playbooks # tier 1's match over 10,000 playbooks (seconds)
     python -m bench --only wakes     # one benchmark (repeatable: --only ingest --only latency)
     python -m bench --profile out/   # also py-spy heal's process during each measured window
 
@@ -25,7 +26,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from bench import common, distributed, executors, ingest, latency, wakes
+from bench import common, distributed, executors, ingest, latency, playbooks, wakes
 from bench._proc import install_sigterm, stop_all
 from bench.common import Result
 from bench.experiments import NAMES
@@ -39,6 +40,7 @@ TARGETS: list[tuple[str, str, str, Callable[[float], bool]]] = [
     ("wakes", "wakes/s", ">= 2000", lambda v: v >= 2000),
     ("wakes", "lateness p99 s", "<= 1", lambda v: v <= 1),
     ("wakes", "peak RSS MiB", "<= 500", lambda v: v <= 500),
+    ("playbooks", "match p99 ms", "<= 10", lambda v: v <= 10),
 ]
 # Which figure ranks the runs of a benchmark, and whether higher is better.
 HEADLINE = {
@@ -46,6 +48,7 @@ HEADLINE = {
     "ingest/actions": ("alerts/s", True),
     "latency": ("p99 ms (from 202)", False),
     "wakes": ("wakes/s", True),
+    "playbooks": ("match p99 ms", False),
     **{f"executors/{kind}": ("CPU ms/step", False) for kind in executors.SETUPS},
 }
 
@@ -56,7 +59,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["ingest", "latency", "wakes", "distributed", "executors"],
+        choices=["ingest", "latency", "wakes", "distributed", "executors", "playbooks"],
         help="repeatable",
     )
     parser.add_argument("--runs", type=int, help="runs per benchmark (default 2, quick 1)")
@@ -81,7 +84,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = {e for e in args.experiment.split(",") if e} - set(NAMES)
     if unknown:
         parser.error(f"unknown experiment(s): {', '.join(sorted(unknown))}")
-    args.only = args.only or ["ingest", "latency", "wakes", "distributed", "executors"]
+    args.only = args.only or [
+        "ingest",
+        "latency",
+        "wakes",
+        "distributed",
+        "executors",
+        "playbooks",
+    ]
     args.executor_actions = args.executor_actions or (50 if args.quick else 200)
     args.runs = args.runs or (1 if args.quick else 2)
     args.wake_actions = args.wake_actions or (2000 if args.quick else 10_000)
@@ -147,6 +157,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Step]]:
                     lambda run, k=kind: executors.run(k, run, actions=args.executor_actions),
                 )
             )
+    if "playbooks" in args.only:
+        steps.append(("playbooks", lambda run: playbooks.run(run)))
     return steps
 
 

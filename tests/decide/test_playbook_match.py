@@ -7,12 +7,13 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from playbook_support import add, decision_input, playbook_row, policy
+from playbook_support import WHEN, add, decision_input, playbook_row, policy
 
+from heal.decide.learning import record_rejection
 from heal.decide.playbooks import PlaybookTier
 from heal.domain.decisions import TierName
 from heal.domain.playbooks import wilson_lower_bound
-from heal.store import migrate
+from heal.store import migrate, playbooks_repo
 from heal.store.db import Database
 
 CHECKOUT = {"alertname": "CheckoutDown", "namespace": "shop", "deployment": "checkout"}
@@ -105,3 +106,26 @@ async def test_a_disabled_tier_says_so(database: Database) -> None:
     assert answer.proposal is None
     assert answer.reason is not None
     assert "disabled" in answer.reason
+
+
+async def test_the_same_tier_sees_every_change_of_the_rows(database: Database) -> None:
+    tier = PlaybookTier(database)
+    first = await add(database, playbook_row(CHECKOUT, runs=5, successes=5))
+    request = decision_input(policy(), CHECKOUT)
+    answer = await tier.propose(request, LATER)
+    assert answer.proposal is not None
+    assert answer.proposal.evidence["playbook_id"] == first
+    async with database.write() as connection:
+        await playbooks_repo.set_values(
+            connection, first, {"status": "deprecated", "updated_at": WHEN}
+        )
+    assert (await tier.propose(request, LATER)).proposal is None
+    second = await add(database, playbook_row(CHECKOUT, action="restart", runs=2, successes=2))
+    answer = await tier.propose(request, LATER)
+    assert answer.proposal is not None
+    assert answer.proposal.evidence["playbook_id"] == second
+    async with database.write() as connection:
+        await record_rejection(connection, second, WHEN)
+    answer = await tier.propose(request, LATER)
+    assert answer.proposal is not None
+    assert answer.proposal.evidence["lower_bound"] == wilson_lower_bound(2, 3)

@@ -1,18 +1,22 @@
 """Tier 1: the approved playbook that verifiably fixed the same symptoms before.
 
-The first alert's signature is looked up exactly (an index on status and key); failing
-that, the approved playbooks of the same alert name (the only ones that can reach a sane
-threshold) are read best lower bound first, in chunks, and compared; reading stops as soon
-as no further row can outrank the best match found (rows come by lower bound, and the
-lower bound ranks first). Nothing is cached: the rows are the truth, and the indexes keep
-a match within milliseconds over tens of thousands of playbooks (``python -m bench --only
-playbooks``).
+Only playbooks of the first alert's name can reach a sane threshold, so the tier looks at
+those: an exact signature wins, else the most alike at or above ``min_similarity``, ranked
+by lower bound (``heal.domain.playbooks.rank``). What it compares of them (signature items,
+text, lower bound) is kept in-process per alert name, derived from the rows and dropped
+when the name's stamp (count, newest id, sum of versions, newest update, one indexed
+aggregate) differs: the rows stay the truth, and a match takes milliseconds over tens of
+thousands of playbooks (``python -m bench --only playbooks``). The winner's row is read
+afresh.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,16 +27,35 @@ from heal.domain.playbooks import (
     Candidate,
     PlaybookStatus,
     Signature,
+    Symptoms,
     annotation_text,
-    likeness,
     rank,
     signature_of,
+    symptoms_similarity,
 )
 from heal.store import playbooks_repo as repo
 from heal.store.db import Database
 
-CHUNK = 200
+CACHED_NAMES = 2048
 Row = dict[str, Any]
+Stamp = tuple[int, int, int, datetime | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One approved playbook as the tier compares it."""
+
+    playbook_id: int
+    lower_bound: float
+    last_used_at: datetime | None
+    action_name: str
+    symptoms: Symptoms
+
+
+@dataclass(frozen=True, slots=True)
+class _Named:
+    stamp: Stamp
+    entries: list[_Entry]  # best lower bound first, then id
 
 
 class PlaybookTier:
@@ -40,84 +63,83 @@ class PlaybookTier:
 
     def __init__(self, database: Database) -> None:
         self.db = database
+        self._names: OrderedDict[str, _Named] = OrderedDict()
 
     async def propose(self, request: DecisionInput, deadline: float) -> TierAnswer:
         settings = request.policy.decide.playbooks
         if not settings.enabled:
             return TierAnswer.none("playbooks are disabled (decide.playbooks.enabled)")
-        if not request.catalogue:
-            return TierAnswer.none("the rule's catalogue is empty")
         alert = request.first_alert
         labels = {str(k): str(v) for k, v in (alert.get("labels") or {}).items()}
         name = str(alert.get("name") or labels.get("alertname") or "")
         signature = signature_of(labels, request.severity, name)
         text = annotation_text(alert.get("annotations") or {})
         async with self.db.read() as connection:
-            found = await match(
-                connection,
-                signature,
-                text,
-                list(request.catalogue),
+            entries = await self._entries(connection, signature.alertname)
+            found = best_entry(
+                entries,
+                Symptoms.of(signature, text),
+                set(request.catalogue),
                 settings.min_similarity,
                 deadline,
             )
-        if found is None:
+            row = await repo.get(connection, found[0].playbook_id) if found else None
+        if found is None or row is None or row["status"] != PlaybookStatus.APPROVED.value:
             return TierAnswer.none(
                 f"no approved playbook of {name or 'the alert'} for the catalogue's actions "
                 f"at least {settings.min_similarity:.0%} alike"
             )
-        row, similarity = found
-        return TierAnswer(proposal(row, similarity))
+        return TierAnswer(proposal(row, found[1]))
+
+    async def _entries(self, connection: AsyncConnection, alertname: str) -> list[_Entry]:
+        approved = PlaybookStatus.APPROVED.value
+        stamp = await repo.name_stamp(connection, approved, alertname)
+        cached = self._names.get(alertname)
+        if cached is not None and cached.stamp == stamp:
+            self._names.move_to_end(alertname)
+            return cached.entries
+        entries = [_entry(row) for row in await repo.of_name(connection, approved, alertname)]
+        self._names[alertname] = _Named(stamp, entries)
+        self._names.move_to_end(alertname)
+        while len(self._names) > CACHED_NAMES:
+            self._names.popitem(last=False)
+        return entries
 
 
-async def match(
-    connection: AsyncConnection,
-    signature: Signature,
-    text: str,
-    actions: Sequence[str],
+def _entry(row: Row) -> _Entry:
+    signature = Signature.from_record(row["signature"])
+    symptoms = Symptoms.of(signature, row["annotation_text"])
+    return _Entry(row["id"], row["lower_bound"], row["last_used_at"], row["action_name"], symptoms)
+
+
+def best_entry(
+    entries: Sequence[_Entry],
+    wanted: Symptoms,
+    actions: set[str],
     min_similarity: float,
     deadline: float | None = None,
-) -> tuple[Row, float] | None:
-    """The best approved playbook for these symptoms and actions, and its similarity."""
-    approved = PlaybookStatus.APPROVED.value
-    exact = await repo.exact(connection, approved, signature.key, actions)
+) -> tuple[Candidate, float] | None:
+    """The best playbook for these symptoms among ``entries`` (best lower bound first):
+    past the first match, only rows of its lower bound can still outrank it."""
+    found: list[Candidate] = []
+    exact = [e for e in entries if e.symptoms.key == wanted.key and e.action_name in actions]
     if exact:
-        return _best(exact, {row["id"]: 1.0 for row in exact}, min_similarity)
-    rows: list[Row] = []
-    scores: dict[int, float] = {}
-    best_bound: float | None = None
-    cursor: tuple[float, int] | None = None
-    while deadline is None or time.monotonic() < deadline:
-        chunk = await repo.candidates(
-            connection, approved, signature.alertname, actions, below=cursor, limit=CHUNK
-        )
-        for row in chunk:
-            if best_bound is not None and row["lower_bound"] < best_bound:
-                return _best(rows, scores, min_similarity)
-            score = likeness(
-                signature, text, Signature.from_record(row["signature"]), row["annotation_text"]
-            )
+        found = [Candidate(e.playbook_id, 1.0, e.lower_bound, e.last_used_at) for e in exact]
+    else:
+        for number, entry in enumerate(entries):
+            if found and entry.lower_bound < found[0].lower_bound:
+                break
+            if number % 256 == 255 and deadline is not None and time.monotonic() > deadline:
+                break
+            if entry.action_name not in actions:
+                continue
+            score = symptoms_similarity(wanted, entry.symptoms)
             if score >= min_similarity:
-                rows.append(row)
-                scores[row["id"]] = score
-                if best_bound is None:
-                    best_bound = row["lower_bound"]
-        if len(chunk) < CHUNK:
-            break
-        cursor = (chunk[-1]["lower_bound"], chunk[-1]["id"])
-    return _best(rows, scores, min_similarity) if rows else None
-
-
-def _best(rows: list[Row], scores: Mapping[int, float], min_similarity: float) -> tuple[Row, float]:
-    by_id = {row["id"]: row for row in rows}
-    ranked = rank(
-        (
-            Candidate(row["id"], scores[row["id"]], row["lower_bound"], row["last_used_at"])
-            for row in rows
-        ),
-        min_similarity,
-    )
-    return by_id[ranked[0].playbook_id], ranked[0].similarity
+                found.append(
+                    Candidate(entry.playbook_id, score, entry.lower_bound, entry.last_used_at)
+                )
+    ranked = rank(found, min_similarity)
+    return (ranked[0], ranked[0].similarity) if ranked else None
 
 
 def proposal(row: Row, similarity: float) -> Proposal:

@@ -216,23 +216,46 @@ def annotation_text(annotations: Mapping[str, str]) -> str:
     return " ".join([*first, *rest])[:2000]
 
 
-def _label_weight(name: str) -> float:
+def _item_weight(name: str) -> float:
+    if name == "alertname":
+        return ALERTNAME_WEIGHT
+    if name == "severity":
+        return SEVERITY_WEIGHT
     return STABLE_WEIGHT if name in STABLE_LABELS else OTHER_WEIGHT
+
+
+@dataclass(frozen=True, slots=True)
+class Symptoms:
+    """A signature and its annotation text, ready to compare many times (the tier keeps
+    these for the playbooks it reads)."""
+
+    key: str
+    items: frozenset[tuple[str, str]]
+    weight: float
+    text: str
+
+    @classmethod
+    def of(cls, signature: Signature, text: str) -> Symptoms:
+        items = frozenset(
+            {
+                ("alertname", signature.alertname),
+                ("severity", signature.severity),
+                *signature.labels.items(),
+            }
+        )
+        return cls(signature.key, items, sum(_item_weight(n) for n, _ in items), text)
 
 
 def label_similarity(a: Signature, b: Signature) -> float:
     """Weighted Jaccard of the two signatures' items (alertname and severity included)."""
-    items_a = {("alertname", a.alertname), ("severity", a.severity), *a.labels.items()}
-    items_b = {("alertname", b.alertname), ("severity", b.severity), *b.labels.items()}
-    weights = {"alertname": ALERTNAME_WEIGHT, "severity": SEVERITY_WEIGHT}
+    return _weighted_jaccard(Symptoms.of(a, ""), Symptoms.of(b, ""))
 
-    def weight(item: tuple[str, str]) -> float:
-        return weights.get(item[0]) or _label_weight(item[0])
 
-    union = sum(weight(item) for item in items_a | items_b)
-    if union == 0:
-        return 1.0
-    return sum(weight(item) for item in items_a & items_b) / union
+def _weighted_jaccard(a: Symptoms, b: Symptoms) -> float:
+    small, large = (a.items, b.items) if len(a.items) <= len(b.items) else (b.items, a.items)
+    shared = sum(_item_weight(name) for name, value in small if (name, value) in large)
+    union = a.weight + b.weight - shared
+    return 1.0 if union == 0 else shared / union
 
 
 def text_similarity(a: str, b: str) -> float:
@@ -245,14 +268,13 @@ def text_similarity(a: str, b: str) -> float:
 
 def similarity(a: Signature, text_a: str, b: Signature, text_b: str) -> float:
     """How alike two incidents' symptoms are, in [0, 1]; the same signature is 1."""
+    return symptoms_similarity(Symptoms.of(a, text_a), Symptoms.of(b, text_b))
+
+
+def symptoms_similarity(a: Symptoms, b: Symptoms) -> float:
     if a.key == b.key:
         return 1.0
-    return likeness(a, text_a, b, text_b)
-
-
-def likeness(a: Signature, text_a: str, b: Signature, text_b: str) -> float:
-    """The similarity of two signatures known to differ (their keys), below 1."""
-    score = LABEL_WEIGHT * label_similarity(a, b) + TEXT_WEIGHT * text_similarity(text_a, text_b)
+    score = LABEL_WEIGHT * _weighted_jaccard(a, b) + TEXT_WEIGHT * text_similarity(a.text, b.text)
     # Only an exact signature is 1: ranking relies on it.
     return min(max(score, 0.0), math.nextafter(1.0, 0.0))
 

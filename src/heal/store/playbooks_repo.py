@@ -6,11 +6,10 @@ transaction got there first), so the stored lower bound always matches the count
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.domain.playbooks import mean_update, playbook_lower_bound
@@ -85,49 +84,42 @@ async def page(
     return [dict(row._mapping) for row in result]
 
 
-async def exact(
-    connection: AsyncConnection, status: str, signature_key: str, actions: Sequence[str]
-) -> list[Row]:
-    """Playbooks of this status, signature and one of ``actions``."""
+async def of_name(connection: AsyncConnection, status: str, alertname: str) -> list[Row]:
+    """What the tier compares of every playbook of this status and alert name, best lower
+    bound first (then id)."""
     result = await connection.execute(
-        select(playbooks).where(
-            playbooks.c.status == status,
-            playbooks.c.signature_key == signature_key,
-            playbooks.c.action_name.in_(sorted(set(actions))),
+        select(
+            playbooks.c.id,
+            playbooks.c.version,
+            playbooks.c.lower_bound,
+            playbooks.c.last_used_at,
+            playbooks.c.action_name,
+            playbooks.c.signature_key,
+            playbooks.c.signature,
+            playbooks.c.annotation_text,
         )
+        .where(playbooks.c.status == status, playbooks.c.alertname == alertname)
+        .order_by(playbooks.c.lower_bound.desc(), playbooks.c.id)
     )
     return [dict(row._mapping) for row in result]
 
 
-async def candidates(
-    connection: AsyncConnection,
-    status: str,
-    alertname: str,
-    actions: Sequence[str],
-    *,
-    below: tuple[float, int] | None = None,
-    limit: int = 200,
-) -> list[Row]:
-    """Playbooks of this status and alert name, best lower bound first (then id), after
-    the cursor ``below`` (the last row's lower bound and id): the tier reads them in
-    chunks and stops once nothing further can outrank what it found."""
-    query = select(playbooks).where(
-        playbooks.c.status == status,
-        playbooks.c.alertname == alertname,
-        playbooks.c.action_name.in_(sorted(set(actions))),
-    )
-    if below is not None:
-        bound, last_id = below
-        query = query.where(
-            or_(
-                playbooks.c.lower_bound < bound,
-                and_(playbooks.c.lower_bound == bound, playbooks.c.id > last_id),
-            )
-        )
+async def name_stamp(
+    connection: AsyncConnection, status: str, alertname: str
+) -> tuple[int, int, int, datetime | None]:
+    """What changes when any playbook of this status and alert name changes, is added or
+    goes (count, newest id, sum of versions, newest update): a cache of ``of_name`` is
+    stale when it differs."""
     result = await connection.execute(
-        query.order_by(playbooks.c.lower_bound.desc(), playbooks.c.id).limit(limit)
+        select(
+            func.count(),
+            func.coalesce(func.max(playbooks.c.id), 0),
+            func.coalesce(func.sum(playbooks.c.version), 0),
+            func.max(playbooks.c.updated_at),
+        ).where(playbooks.c.status == status, playbooks.c.alertname == alertname)
     )
-    return [dict(row._mapping) for row in result]
+    count, newest, versions, updated = result.one()
+    return int(count), int(newest), int(versions), updated
 
 
 async def adjust(
@@ -215,20 +207,6 @@ async def delete_playbook(connection: AsyncConnection, playbook_id: int) -> bool
     )
     result = await connection.execute(delete(playbooks).where(playbooks.c.id == playbook_id))
     return result.rowcount == 1
-
-
-async def stamp(connection: AsyncConnection, status: str) -> tuple[int, datetime | None, int]:
-    """What changes when any playbook of this status changes: count, newest update, and
-    the sum of versions (a caller's cache is stale when it differs)."""
-    result = await connection.execute(
-        select(
-            func.count(),
-            func.max(playbooks.c.updated_at),
-            func.coalesce(func.sum(playbooks.c.version), 0),
-        ).where(playbooks.c.status == status)
-    )
-    count, newest, versions = result.one()
-    return int(count), newest, int(versions)
 
 
 # -- what the learning sweep took ------------------------------------------------------------
