@@ -9,6 +9,7 @@ from pathlib import Path
 from heal.approvals.dispatcher import ChatDispatcher
 from heal.approvals.notices import NotificationHook
 from heal.approvals.service import ApprovalService
+from heal.decide.learning import LearningSweep
 from heal.domain.access import Scope
 from heal.domain.redaction import Redactor
 from heal.engine.engine import Engine
@@ -70,6 +71,8 @@ class Heal:
     plugins: PluginSet
     chat: ChatDispatcher
     verification: VerificationService
+    # Learns playbooks (and, later, knowledge) from remediations whose effectiveness is known.
+    learning: LearningSweep
     # service tokens: hash -> scopes
     token_hashes: dict[str, frozenset[Scope]] = field(default_factory=dict)
     running: bool = False
@@ -137,6 +140,7 @@ class Heal:
                 secrets=secrets,
             ),
             verification=verification,
+            learning=LearningSweep(db),
             token_hashes=settings.token_hashes(),
         )
         return holder
@@ -150,6 +154,7 @@ class Heal:
             self.runtime.add_sweep(self.sweep_expired_approvals)
             self.runtime.add_sweep(self.verification.sweep)
             self.runtime.add_sweep(self.sweep_leases)
+            self.runtime.add_sweep(self.learning.sweep)
             await self.runtime.start(self.engine)
             self.chat.start()
         elif isinstance(self.runtime, ProcrastinateRuntime):
