@@ -57,6 +57,11 @@ COMMANDS = {
     "breakers": Entry(
         "heal.cli.breakers", "app", "Circuit breakers: list the ones that opened, reset one."
     ),
+    "playbooks": Entry(
+        "heal.cli.playbooks",
+        "app",
+        "Playbooks: list, show, approve, deprecate, edit, delete, export, import.",
+    ),
     "silences": Entry(
         "heal.cli.approvals",
         "silences",
