@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from conftest import HealFactory
@@ -10,14 +11,22 @@ from helpers import Clock, alert, drive, policy_text
 from heal.app import Heal
 from heal.decide.learning import LearnedRemediation, LearningSweep, record_rejection
 from heal.demo.itsm import FakeITSM
+from heal.domain.alerts import Alert, fingerprint_of
 from heal.domain.playbooks import wilson_lower_bound
 from heal.store import incidents_repo, playbooks_repo
 from heal.verify import ratings
 
 
+def _alert(labels: dict[str, str], status: str = "firing") -> Alert:
+    """The tests' CheckoutDown alert with more labels (pod, instance)."""
+    made = alert(status=status)
+    merged = {**made.labels, **labels}
+    return replace(made, labels=merged, fingerprint=fingerprint_of(merged))
+
+
 async def _remediated(heal: Heal, clock: Clock, **labels: str) -> int:
     """An incident whose ticket action succeeded; its id."""
-    report = await heal.ingest.ingest([alert(**labels)])
+    report = await heal.ingest.ingest([_alert(labels)])
     (incident_id,) = report.incident_ids
     async with heal.db.read() as connection:
         (action,) = await incidents_repo.actions_of(connection, incident_id)
@@ -32,7 +41,7 @@ async def _rate(heal: Heal, clock: Clock, incident_id: int, score: int) -> None:
 
 async def _resolve(heal: Heal, clock: Clock, **labels: str) -> None:
     clock.advance(60)
-    await heal.ingest.ingest([alert(status="resolved", **labels)])
+    await heal.ingest.ingest([_alert(labels, "resolved")])
 
 
 async def _playbooks(heal: Heal) -> list[dict[str, Any]]:

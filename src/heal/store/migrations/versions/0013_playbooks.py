@@ -13,8 +13,11 @@ counting twice.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import heal.store.types
 
@@ -28,8 +31,8 @@ def _id() -> sa.types.TypeEngine[int]:
     return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
-def _json() -> sa.types.TypeEngine[object]:
-    return sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql")
+def _json() -> sa.types.TypeEngine[Any]:
+    return sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 
 
 def _when(name: str, nullable: bool) -> sa.Column[object]:
