@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql
 import heal.store.types
 
 revision = "0013"
-down_revision = "0011"  # TEMPORARY: 0012 in the final commit
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
