@@ -150,3 +150,24 @@ async def test_rejections_lower_the_bound_and_learners_are_injectable(
     assert after is not None
     assert after["rejections"] == 1
     assert after["lower_bound"] == wilson_lower_bound(1, 2) < playbook["lower_bound"]
+
+
+async def test_two_sweeps_of_the_same_news_learn_it_once(
+    make_heal: HealFactory, itsm: tuple[FakeITSM, str], clock: Clock
+) -> None:
+    heal = await make_heal(policy_text(itsm[1]), clock=clock)
+    incident = await _remediated(heal, clock)
+    await _rate(heal, clock, incident, 5)
+    marker = {
+        "incident_id": incident,
+        "effectiveness": 5,
+        "seen_at": clock.now,
+        "learned_at": clock.now,
+        "playbook_id": None,
+        "playbook_success": False,
+    }
+    async with heal.db.write() as connection:
+        assert await playbooks_repo.claim_learned(connection, marker)
+        assert not await playbooks_repo.claim_learned(connection, marker)  # the other sweep
+    # The one that claimed it found nothing learned by the learners: it is not due again.
+    assert await LearningSweep(heal.db, clock=clock).sweep() == 0

@@ -132,7 +132,7 @@ class LearningSweep:
             if found is None:
                 return False
             marker = found.marker
-            await repo.save_learned(
+            claimed = await repo.claim_learned(
                 connection,
                 {
                     "incident_id": incident_id,
@@ -143,7 +143,7 @@ class LearningSweep:
                     "playbook_success": bool(marker["playbook_success"]) if marker else False,
                 },
             )
-            if found.remedy is None:
+            if not claimed or found.remedy is None:
                 return False
             for learner in self.learners:
                 await learner(connection, found.remedy)

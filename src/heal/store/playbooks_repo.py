@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.domain.playbooks import mean_update, playbook_lower_bound
@@ -216,14 +218,26 @@ async def learned_of(connection: AsyncConnection, incident_id: int) -> Row | Non
     return dict(row._mapping) if row else None
 
 
-async def save_learned(connection: AsyncConnection, row: Row) -> None:
-    """Insert or replace the incident's marker."""
+async def claim_learned(connection: AsyncConnection, row: Row) -> bool:
+    """Insert or move on the incident's marker, unless another transaction already saw as
+    much (``seen_at``): False then, and the caller learns nothing. On PostgreSQL the
+    second of two concurrent sweeps waits on the row, then finds its condition false."""
     incident_id = row["incident_id"]
-    found = await connection.execute(
-        update(learned).where(learned.c.incident_id == incident_id).values(**row)
+    moved = await connection.execute(
+        update(learned)
+        .where(learned.c.incident_id == incident_id, learned.c.seen_at < row["seen_at"])
+        .values(**row)
     )
-    if found.rowcount == 0:
-        await connection.execute(insert(learned), [row])
+    if moved.rowcount == 1:
+        return True
+    dialect_insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    inserted = await connection.execute(
+        dialect_insert(learned)
+        .values(**row)
+        .on_conflict_do_nothing(index_elements=[learned.c.incident_id])
+        .returning(learned.c.incident_id)
+    )
+    return inserted.first() is not None
 
 
 async def set_learned_playbook(

@@ -393,8 +393,7 @@ Index(
     playbooks.c.params_key,
     unique=True,
 )
-# The tier's two lookups: the exact signature, and the best candidates of an alert name.
-Index("ix_playbooks_status_signature_key", playbooks.c.status, playbooks.c.signature_key)
+# The tier reads (and stamps) the playbooks of an alert name, best lower bound first.
 Index(
     "ix_playbooks_status_alertname_lower_bound",
     playbooks.c.status,

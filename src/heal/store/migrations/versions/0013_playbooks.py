@@ -71,7 +71,6 @@ def upgrade() -> None:
             ["signature_key", "action_name", "params_key"],
             unique=True,
         )
-        batch.create_index("ix_playbooks_status_signature_key", ["status", "signature_key"])
         batch.create_index(
             "ix_playbooks_status_alertname_lower_bound", ["status", "alertname", "lower_bound"]
         )
