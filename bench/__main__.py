@@ -3,6 +3,7 @@
     python -m bench                  # everything, each benchmark twice (about 15 minutes)
     python -m bench --only distributed   # PostgreSQL + procrastinate: yardstick, 1/2/4 workers
     python -m bench --quick          # shorter windows, 2,000 polling actions, one run each
+    python -m bench --only playbooks # tier 1's match over 10,000 playbooks (seconds)
     python -m bench --only wakes     # one benchmark (repeatable: --only ingest --only latency)
     python -m bench --profile out/   # also py-spy heal's process during each measured window
 
@@ -25,7 +26,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from bench import common, decisions, distributed, executors, ingest, latency, wakes
+from bench import common, decisions, distributed, executors, ingest, latency, playbooks, wakes
 from bench._proc import install_sigterm, stop_all
 from bench.common import Result
 from bench.experiments import NAMES
@@ -40,6 +41,7 @@ TARGETS: list[tuple[str, str, str, Callable[[float], bool]]] = [
     ("wakes", "lateness p99 s", "<= 1", lambda v: v <= 1),
     ("wakes", "peak RSS MiB", "<= 500", lambda v: v <= 500),
     ("decisions", "p99 ms", "<= 50", lambda v: v <= 50),
+    ("playbooks", "match p99 ms", "<= 10", lambda v: v <= 10),
 ]
 # Which figure ranks the runs of a benchmark, and whether higher is better.
 HEADLINE = {
@@ -48,6 +50,7 @@ HEADLINE = {
     "latency": ("p99 ms (from 202)", False),
     "wakes": ("wakes/s", True),
     "decisions": ("p99 ms", False),
+    "playbooks": ("match p99 ms", False),
     **{f"executors/{kind}": ("CPU ms/step", False) for kind in executors.SETUPS},
 }
 
@@ -58,7 +61,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["ingest", "latency", "wakes", "distributed", "executors", "decisions"],
+        choices=[
+            "ingest",
+            "latency",
+            "wakes",
+            "distributed",
+            "executors",
+            "decisions",
+            "playbooks",
+        ],
         help="repeatable",
     )
     parser.add_argument("--runs", type=int, help="runs per benchmark (default 2, quick 1)")
@@ -90,6 +101,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "distributed",
         "executors",
         "decisions",
+        "playbooks",
     ]
     args.executor_actions = args.executor_actions or (50 if args.quick else 200)
     args.runs = args.runs or (1 if args.quick else 2)
@@ -159,6 +171,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Step]]:
     if "decisions" in args.only:
         count = 200 if quick else 1000
         steps.append(("decisions", lambda run: decisions.run(run, decisions=count)))
+    if "playbooks" in args.only:
+        steps.append(("playbooks", lambda run: playbooks.run(run)))
     return steps
 
 

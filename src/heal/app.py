@@ -11,6 +11,7 @@ from heal.approvals.notices import NotificationHook, StepOutbox
 from heal.approvals.service import ApprovalService
 from heal.decide.assembly import TierSet
 from heal.decide.hook import DecisionHook
+from heal.decide.learning import LearningSweep
 from heal.decide.service import DecisionService
 from heal.domain.access import Scope
 from heal.domain.redaction import Redactor
@@ -75,6 +76,8 @@ class Heal:
     verification: VerificationService
     decisions: DecisionService
     tiers: TierSet
+    # Learns playbooks (and, later, knowledge) from remediations whose effectiveness is known.
+    learning: LearningSweep
     # service tokens: hash -> scopes
     token_hashes: dict[str, frozenset[Scope]] = field(default_factory=dict)
     running: bool = False
@@ -171,6 +174,7 @@ class Heal:
             verification=verification,
             decisions=decisions,
             tiers=tier_set,
+            learning=LearningSweep(db),
             token_hashes=settings.token_hashes(),
         )
         return holder
@@ -185,6 +189,7 @@ class Heal:
             self.runtime.add_sweep(self.verification.sweep)
             self.runtime.add_sweep(self.sweep_leases)
             self.runtime.add_sweep(self.decisions.sweep)
+            self.runtime.add_sweep(self.learning.sweep)
             await self.runtime.start(self.engine)
             self.chat.start()
         elif isinstance(self.runtime, ProcrastinateRuntime):

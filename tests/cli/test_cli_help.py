@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cli_support import heal_cli, isolate, sqlite_url
 from helpers import alert, policy_text
+from playbook_support import playbook_row
 from typer.core import TyperGroup
 
 from heal.app import Heal
@@ -21,6 +22,7 @@ from heal.cli.users import RoleName
 from heal.domain.approvals import ApprovalStatus, Role
 from heal.policy import load_policy_text
 from heal.settings import Settings
+from heal.store import playbooks_repo
 
 HEAVY = ("fastapi", "sqlalchemy", "procrastinate", "httpx", "uvicorn", "heal.app")
 APPROVAL = """
@@ -139,6 +141,8 @@ def _populate(database_url: str) -> None:
         await heal.start(worker=False)
         try:
             await heal.ingest.ingest([alert()])
+            async with heal.db.write() as connection:
+                await playbooks_repo.insert_playbook(connection, playbook_row(dict(alert().labels)))
         finally:
             await heal.stop()
 
@@ -176,6 +180,7 @@ def test_list_and_show_commands_print_json(tmp_path: Path, monkeypatch: pytest.M
     assert [t["label"] for t in shown[("users", "token", "list")]] == ["laptop"]
     assert shown[("users", "token", "list")][0]["state"] == "live"
     assert shown[("silences", "list")][0]["matchers"] == {"alertname": "=~Disk.*"}
+    assert shown[("playbooks", "show")]["action"] == "open-ticket"
     # The columns the README's tour (step 6) walks through, in this order.
     header = heal_cli("approvals", "list", "--database-url", url).output.splitlines()[1]
     assert [cell.strip() for cell in header.strip("┃ ").split("┃")] == [

@@ -148,6 +148,8 @@ async def _fill_every_table(heal: Heal, clock: Clock, fake: FakeITSM) -> None:
     await ratings.rate(
         heal.db, done["incident_id"], "alice", 4, "fixed", clock.now, heal.approvals.redact
     )
+    heal.learning.clock = clock
+    assert await heal.learning.sweep() == 1  # a draft playbook, and what it learned from
     fake.fail_create_times = fake.create_calls + 99  # the ITSM refuses from now on
     failed = await _approved(heal, clock, "flaky", signer, carol)
     assert (await drive(heal, clock, failed))["status"] == "failure"  # its breaker opens

@@ -23,6 +23,7 @@ from heal.api import (
     routes_kb,
     routes_notifications,
     routes_ops,
+    routes_playbooks,
 )
 from heal.api.limits import BodySizeLimit
 from heal.app import Heal
@@ -65,6 +66,7 @@ def create_app(heal_app: Heal, *, manage_lifecycle: bool = True, worker: bool = 
     app.include_router(routes_chat.router)
     app.include_router(routes_notifications.router)
     app.include_router(routes_kb.router)
+    app.include_router(routes_playbooks.router)
     app.include_router(routes_ops.router)
     app.add_middleware(BodySizeLimit, max_bytes=heal_app.settings.max_body_bytes)
 

@@ -92,3 +92,6 @@ Caller = Annotated[Signer, Depends(authenticate)]
 Viewer = Annotated[Signer, Depends(allowed(Scope.READ, Role.VIEWER))]
 Ingester = Annotated[Signer, Depends(allowed(Scope.INGEST, Role.OPERATOR))]
 Operator = Annotated[Signer, Depends(allowed(Scope.OPERATE, Role.OPERATOR))]
+# What the playbook tier may propose (approve, edit, import, delete a playbook) is an
+# approver's call, as signing an approval is.
+Curator = Annotated[Signer, Depends(allowed(Scope.OPERATE, Role.APPROVER))]

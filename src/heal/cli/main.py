@@ -62,6 +62,11 @@ COMMANDS = {
         "app",
         "Knowledge base: search past remediations and runbooks, index runbooks.",
     ),
+    "playbooks": Entry(
+        "heal.cli.playbooks",
+        "app",
+        "Playbooks: list, show, approve, deprecate, edit, delete, export, import.",
+    ),
     "silences": Entry(
         "heal.cli.approvals",
         "silences",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import (
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -443,3 +444,69 @@ def declared(name: str | None, type_: NameFilterType, parent_names: NameFilterPa
     if parent_names.get("table_name") == knowledge_entries.name:
         return name not in (SEARCH_COLUMN, SEARCH_INDEX)
     return True
+
+
+# -- playbooks ------------------------------------------------------------------------------
+# What verifiably fixed a symptom signature before: learned from incidents whose
+# remediation proved effective, proposed (once approved) by the playbook tier. One row per
+# (signature, action, params): a second effective fix of the same kind adds to its stats.
+playbooks = Table(
+    "playbooks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("signature_key", String(64), nullable=False),
+    Column("signature", Json, nullable=False),
+    # The signature's alertname again, for the tier's candidates by name.
+    Column("alertname", String(200), nullable=False),
+    Column("annotation_text", Text, nullable=False),
+    Column("action_name", String(200), nullable=False),
+    Column("params", Json, nullable=False),
+    # A hash of the params: the merge key is unique on it, a JSON column cannot be.
+    Column("params_key", String(64), nullable=False),
+    # "draft" | "approved" | "deprecated"
+    Column("status", String(20), nullable=False),
+    Column("runs", Integer, nullable=False),
+    Column("verified_successes", Integer, nullable=False),
+    Column("rejections", Integer, nullable=False),
+    # Wilson lower bound of verified_successes over runs + rejections, kept with them.
+    Column("lower_bound", Float, nullable=False),
+    Column("mttr_seconds", Float, nullable=True),
+    Column("mttr_samples", Integer, nullable=False),
+    Column("learned_from", Id, nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("version", Integer, nullable=False),
+)
+Index(
+    "uq_playbooks_signature_key_action_name_params_key",
+    playbooks.c.signature_key,
+    playbooks.c.action_name,
+    playbooks.c.params_key,
+    unique=True,
+)
+# The tier reads (and stamps) the playbooks of an alert name, best lower bound first.
+Index(
+    "ix_playbooks_status_alertname_lower_bound",
+    playbooks.c.status,
+    playbooks.c.alertname,
+    playbooks.c.lower_bound,
+)
+
+# What the learning sweep took from each incident, so a later rating adjusts the stats
+# instead of counting the incident twice. ``seen_at``: the newest rating, verdict or
+# resolution it had then; a newer one makes the incident due again.
+learned = Table(
+    "learned",
+    metadata,
+    Column("incident_id", Id, ForeignKey("incidents.id"), primary_key=True, autoincrement=False),
+    Column("effectiveness", Integer, nullable=True),
+    Column("seen_at", UTCDateTime(), nullable=False),
+    Column("learned_at", UTCDateTime(), nullable=False),
+    # The playbook learner's share: which playbook the incident counted for, and whether
+    # as a success.
+    Column("playbook_id", Id, ForeignKey("playbooks.id"), nullable=True),
+    Column("playbook_success", Boolean, nullable=False),
+)
+Index("ix_learned_playbook_id", learned.c.playbook_id)
