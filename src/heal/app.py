@@ -11,7 +11,8 @@ from heal.approvals.notices import NotificationHook, StepOutbox
 from heal.approvals.service import ApprovalService
 from heal.decide.assembly import TierSet
 from heal.decide.hook import DecisionHook
-from heal.decide.learning import LearningSweep
+from heal.decide.knowledge import remediation_learner
+from heal.decide.learning import LearningSweep, learn_playbook
 from heal.decide.service import DecisionService
 from heal.domain.access import Scope
 from heal.domain.redaction import Redactor
@@ -122,12 +123,14 @@ class Heal:
         plugins = PluginSet(
             PluginContext(lambda: holder.ruleset.policy, secrets, redact, outbox=outbox)
         )
+        decision_hook = DecisionHook()
         approvals = ApprovalService(
             db,
             runtime,
             redact,
             announce_outcomes=bool(channels),
             policy=lambda: holder.ruleset.policy,
+            on_rejected=decision_hook.on_rejected,
         )
         fallbacks = FallbackHook(runtime, lambda: holder.ruleset, redact)
         verification = VerificationService(db, runtime, lambda: holder.ruleset, redact)
@@ -142,7 +145,7 @@ class Heal:
             fallbacks,
             verification,
             notices,
-            DecisionHook(),
+            decision_hook,
         )
         engine = Engine(
             db, runtime, plugins, secrets, hook=hooks, redact=redact, guard=TargetGuard()
@@ -174,7 +177,7 @@ class Heal:
             verification=verification,
             decisions=decisions,
             tiers=tier_set,
-            learning=LearningSweep(db),
+            learning=LearningSweep(db, [learn_playbook, remediation_learner(redact)]),
             token_hashes=settings.token_hashes(),
         )
         return holder

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import playbook_support
 import pytest
 from conftest import HealFactory
 from helpers import AUTH, Clock, alert, drive
@@ -21,10 +22,20 @@ from heal.api.app import create_app
 from heal.app import Heal
 from heal.cli.main import app as cli
 from heal.decide.tiers import DecisionInput, TierAnswer
+from heal.domain.access import Role
+from heal.domain.approvals import Signer
 from heal.domain.decisions import Proposal, TierName
 from heal.policy.loader import PolicyError, load_policy_text
 from heal.policy.models import Policy
-from heal.store import actions_repo, decisions_repo, incidents_repo, timeline_repo
+from heal.store import (
+    actions_repo,
+    approvals_repo,
+    decisions_repo,
+    incidents_repo,
+    playbooks_repo,
+    timeline_repo,
+    users_repo,
+)
 
 POLICY = """
 kubernetes: {allowed_namespaces: [shop, "=~team-.*"]}
@@ -394,3 +405,42 @@ async def test_the_api_and_the_cli_show_an_incidents_decision(
     )
     (listed,) = json.loads(as_json.output)["decisions"]
     assert (listed["tier"], listed["proposal"]["action"]) == ("expert", "restart-workload")
+
+
+async def test_people_rejecting_a_playbooks_proposal_count_against_it(
+    make_heal: HealFactory, clock: Clock
+) -> None:
+    text = "approval: {enabled: true}\n" + POLICY.replace("BUDGET", "30")
+    heal: Heal = await make_heal(text, clock=clock)
+    heal.decisions.clock = heal.approvals.clock = clock
+    labels = {"alertname": "PodCrashLooping", "namespace": "shop", "deployment": "web"}
+    playbook_id = await playbook_support.add(
+        heal.db,
+        playbook_support.playbook_row(
+            {**labels, "service": "checkout"},
+            action="scale-up",
+            params={"replicas": 3},
+            runs=10,
+            successes=9,
+            summary="PodCrashLooping test",
+        ),
+    )
+    decision, _ = await decided(heal, namespace="shop", deployment="web")
+    assert (decision["tier"], decision["proposal"]["params"]) == ("playbook", {"replicas": 3})
+    action = await action_of(heal, decision)
+    assert action["status"] == "waiting"
+    assert action["context"]["decision"]["playbook_id"] == playbook_id
+    async with heal.db.write() as connection:
+        await users_repo.add(connection, "alice", "approver", [], clock.now)
+    async with heal.db.read() as connection:
+        approval = await approvals_repo.for_action(connection, action["id"])
+    assert approval is not None
+    alice = Signer("alice", Role.parse("approver"), frozenset())
+    await heal.approvals.sign(approval["id"], alice, approve=False, comment="not now")
+    async with heal.db.read() as connection:
+        playbook = await playbooks_repo.get(connection, playbook_id)
+        final = await decisions_repo.get(connection, decision["id"])
+    assert playbook is not None
+    assert (playbook["rejections"], playbook["runs"]) == (1, 10)
+    assert final is not None
+    assert final["state"] == "completed"

@@ -11,6 +11,7 @@ from helpers import Clock
 from playbook_support import decision_input
 from verify_support import QUIET, fire_and_succeed, resolve, verify_policy, watch_of
 
+from heal.decide.knowledge import KnowledgeBase
 from heal.decide.playbooks import PlaybookTier
 from heal.demo.itsm import FakeITSM
 from heal.store import playbooks_repo
@@ -38,6 +39,11 @@ async def test_a_verified_fix_is_learned_approved_and_proposed_again(
     assert playbook["status"] == "approved"  # verified: effectiveness 5
     assert (playbook["runs"], playbook["verified_successes"]) == (1, 1)
     assert playbook["mttr_seconds"] is not None
+    # ... and the knowledge base remembers it, for the LLM's prompt and `heal kb search`.
+    (hit,) = await KnowledgeBase(heal.db).search("CheckoutDown checkout", 5)
+    assert (hit.kind, hit.ref) == ("remediation", f"incident {playbook['learned_from']}")
+    assert "open-ticket" in hit.text
+    assert "verified, effectiveness 5" in hit.text
 
     elsewhere = {
         "alertname": "CheckoutDown",

@@ -8,7 +8,7 @@ exactly one outcome and the action runs at most once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -65,6 +65,9 @@ class SignResult:
     required: int
 
 
+Rejected = Callable[[AsyncConnection, dict[str, Any], datetime], Awaitable[None]]
+
+
 class ApprovalService:
     def __init__(
         self,
@@ -75,7 +78,11 @@ class ApprovalService:
         *,
         announce_outcomes: bool = False,
         policy: Callable[[], Policy] | None = None,
+        on_rejected: Rejected | None = None,
     ) -> None:
+        # Told, in the rejection's commit, of an action people rejected (it is skipped
+        # without an engine transition): a decision learns from it (wired by heal.app).
+        self.on_rejected = on_rejected
         # The current policy, for routed notifications (``notifications:``) of decisions.
         self.policy = policy
         self.db = database
@@ -155,6 +162,8 @@ class ApprovalService:
                     action,
                     skipped_while_waiting(f"rejected by {who}{say}", now),
                 )
+                if self.on_rejected is not None:
+                    await self.on_rejected(connection, action, now)
                 notes.append(
                     _entry(
                         action,

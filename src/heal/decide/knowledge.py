@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.decide import runbooks
+from heal.decide.learning import LearnedRemediation
 from heal.decide.tiers import KnowledgeHit
 from heal.observability.logging import get_logger
 from heal.store import knowledge_repo as repo
@@ -278,3 +279,27 @@ def _shorten(text: str, limit: int) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def remediation_learner(
+    redact: Callable[[Any], Any] | None = None,
+) -> Callable[[AsyncConnection, LearnedRemediation], Awaitable[None]]:
+    """The learning sweep's learner that keeps the knowledge base's entry of each learned
+    incident (what was done, how it went), so the LLM's prompt and ``heal kb search`` find
+    it next time."""
+
+    async def learn(connection: AsyncConnection, remedy: LearnedRemediation) -> None:
+        summary = RemediationSummary(
+            incident_id=int(remedy.incident["id"]),
+            title=str(remedy.incident.get("title") or ""),
+            action=remedy.action_name,
+            labels=remedy.labels,
+            annotations=remedy.annotations,
+            params=remedy.params,
+            outcome=remedy.outcome,
+            effectiveness=remedy.effectiveness,
+            seconds_to_resolve=remedy.resolve_seconds,
+        )
+        await record_remediation(connection, summary, remedy.now, redact)
+
+    return learn
