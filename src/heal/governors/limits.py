@@ -21,7 +21,7 @@ from heal.domain.actions import IN_FLIGHT_STATUSES, ActionStatus
 from heal.domain.approvals import week_window
 from heal.domain.matchers import LabelMatcher, matches_all
 from heal.governors import breakers
-from heal.policy.models import ActionBase, Policy
+from heal.policy.models import ActionBase, Budget, Policy, RateLimit
 from heal.store.locks import serialise
 from heal.store.tables import actions
 
@@ -69,15 +69,9 @@ async def check(
                 and row.get("target") == target
                 and row["status"] in _ON_ITS_WAY
             )
-            if counted >= limit.max:
-                where = f" on {target}" if target else ""
-                verdicts.append(
-                    Verdict(
-                        limit.over,
-                        f"rate limit of {action_name!r}{where} reached: {counted} in the last "
-                        f"{limit.per} s (max {limit.max})",
-                    )
-                )
+            over = over_limit(limit, action_name, target, counted)
+            if over is not None:
+                verdicts.append(over)
     budget = policy.governors.budget
     if budget is not None:
         await serialise(connection, "budget")
@@ -85,16 +79,42 @@ async def check(
         counted = await _count(connection, None, since) + sum(
             1 for row in pending if row["status"] in _ON_ITS_WAY
         )
-        if counted >= budget.max:
-            verdicts.append(
-                Verdict(
-                    budget.over,
-                    f"global budget reached: {counted} actions in the last {budget.per} s "
-                    f"(max {budget.max})",
-                )
-            )
+        over = over_budget(budget, counted)
+        if over is not None:
+            verdicts.append(over)
+    return combine(verdicts)
+
+
+# Pure parts of the check, shared with replay (``heal.decide.replay``), which counts the
+# actions it would have created instead of the rows.
+def over_limit(
+    limit: RateLimit, action_name: str, target: str | None, counted: int
+) -> Verdict | None:
+    """The limit's verdict when ``counted`` actions already count towards its window."""
+    if counted < limit.max:
+        return None
+    where = f" on {target}" if target else ""
+    return Verdict(
+        limit.over,
+        f"rate limit of {action_name!r}{where} reached: {counted} in the last "
+        f"{limit.per} s (max {limit.max})",
+    )
+
+
+def over_budget(budget: Budget, counted: int) -> Verdict | None:
+    """The global budget's verdict when ``counted`` actions already count towards it."""
+    if counted < budget.max:
+        return None
+    return Verdict(
+        budget.over,
+        f"global budget reached: {counted} actions in the last {budget.per} s (max {budget.max})",
+    )
+
+
+def combine(verdicts: Sequence[Verdict]) -> Verdict | None:
+    """One verdict of several: a block wins over an approval; every reason is kept."""
     blocked = [v for v in verdicts if v.mode == "block"]
-    chosen = blocked or verdicts
+    chosen = blocked or list(verdicts)
     if not chosen:
         return None
     return Verdict(chosen[0].mode, "; ".join(v.reason for v in chosen))
