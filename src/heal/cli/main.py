@@ -62,6 +62,14 @@ COMMANDS = {
         "app",
         "Knowledge base: search past remediations and runbooks, index runbooks.",
     ),
+    "replay": Entry(
+        "heal.cli.replay",
+        "replay",
+        "Replay stored alerts through a policy: what would have happened, beside what did.",
+    ),
+    "decide": Entry(
+        "heal.cli.decide", "app", "Decisions: evaluate a policy's deciding against cases."
+    ),
     "silences": Entry(
         "heal.cli.approvals",
         "silences",

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -237,13 +237,16 @@ async def evaluate(
     tiers: Sequence[Tier],
     cases: Sequence[LoadedCase],
     now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
     """Decide every case with ``policy`` and ``tiers``, and compare."""
     ruleset = RuleSet(policy)
     at = now or datetime.now(UTC)
-    results = [
-        await _run(ruleset, tiers, loaded, number, at) for number, loaded in enumerate(cases, 1)
-    ]
+    results: list[CaseResult] = []
+    for number, loaded in enumerate(cases, 1):
+        results.append(await _run(ruleset, tiers, loaded, number, at))
+        if progress is not None:
+            progress(number, len(cases))
     return EvalReport(results, _tier_stats(results), *_p50_p95([r.latency_ms for r in results]))
 
 
