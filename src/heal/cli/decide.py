@@ -103,9 +103,12 @@ async def _eval(
     from heal.decide import evaluation
     from heal.decide.assembly import TierSet
     from heal.decide.replay import without_llm
+    from heal.observability import logging as heal_logging
     from heal.policy.loader import resolve_secrets
     from heal.store import migrate
 
+    # A line per tier answer would bury the report: warnings only, on stderr.
+    heal_logging.configure("WARNING")
     try:
         loaded = evaluation.load_cases(evaluation.case_files(cases))
     except evaluation.CasesError as exc:

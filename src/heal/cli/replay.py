@@ -167,8 +167,11 @@ async def _replay(
 ) -> ReplayReport:
     from heal.decide import replay as replaying
     from heal.decide.assembly import TierSet
+    from heal.observability import logging as heal_logging
     from heal.policy.loader import resolve_secrets
 
+    # A line per tier answer would bury the report: warnings only, on stderr.
+    heal_logging.configure("WARNING")
     policy, _source = chosen_policy(policy_file, settings)
     mode = replaying.llm_mode(policy, ask_llm)
     if not ask_llm:
