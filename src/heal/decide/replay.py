@@ -52,6 +52,7 @@ UNKNOWABLE = (
     "circuit breakers and per-target concurrency depend on runs that never happen: not evaluated",
     "silences, auto-approval's success history, playbooks and the knowledge base are read "
     "as stored now, not as they were then",
+    "each notification is replayed as a batch of its own",
 )
 
 Progress = Callable[[int, int], None]
