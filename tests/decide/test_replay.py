@@ -231,3 +231,27 @@ async def test_the_llm_is_asked_in_replay_unless_left_out(
         skipped = await replayed(heal, without_llm(policy), llm="skipped")
         assert len(fake.answered) == 7  # not asked again
         assert not skipped.changed
+
+
+async def test_actions_before_the_window_count_towards_its_limits(
+    make_heal: HealFactory, clock: Clock
+) -> None:
+    heal = await recorded(make_heal, clock)
+    policy = load_policy_text(CHANGED)
+    tiers = TierSet(heal.db, {})
+    try:
+        report = await replay(
+            heal.db,
+            policy,
+            tiers(policy),
+            WEEK_START + timedelta(days=3),  # Thursday on: three restarts happened before
+            WEEK_START + timedelta(days=7),
+        )
+    finally:
+        await tiers.aclose()
+    crashes = [i for i in report.incidents if i.title.startswith("PodCrashLooping")]
+    assert len(crashes) == 4
+    assert [c.actions[0].verdict for c in crashes] == ["blocked"] * 4
+    assert crashes[0].actions[0].reason == (
+        "rate limit of 'restart-workload' reached: 3 in the last 604800 s (max 2)"
+    )

@@ -13,7 +13,8 @@ with the tiers the policy configures). The incidents replay opens live in memory
 What replay cannot know, and how it answers instead (``UNKNOWABLE``, shown to people):
 an action it would create never runs, so it is taken as in flight until its incident
 resolves (a later alert of the incident joins it) and as counting towards rate limits and
-the budget from its creation; the actions of before ``since`` are not counted; circuit
+the budget from its creation; the stored actions of before ``since`` count as they are
+stored now (started ones from their start, unstarted ones still in flight); circuit
 breakers and per-target concurrency depend on runs that never happen, so they are not
 evaluated; silences, auto-approval's success history, playbooks and the knowledge base
 are read as they are stored now.
@@ -27,13 +28,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.approvals.gate import Silence, auto_approval, requirement
 from heal.decide.service import build_input, try_tiers
 from heal.decide.tiers import Tier
-from heal.domain.actions import ActionStatus, FailureType, Signal
+from heal.domain.actions import IN_FLIGHT_STATUSES, ActionStatus, FailureType, Signal
 from heal.domain.alerts import AlertStatus, IngestVerdict, classify
 from heal.domain.decisions import Proposal, TierAttempt
 from heal.domain.incidents import group_key, incident_title, worse_severity
@@ -43,12 +44,13 @@ from heal.policy.models import ActionBase, Policy, Rule
 from heal.policy.ruleset import RuleSet
 from heal.store import decisions_repo, incidents_repo
 from heal.store.db import Database
-from heal.store.tables import alerts, approvals, silences, verifications
+from heal.store.tables import actions, alerts, approvals, silences, verifications
 
 UNKNOWABLE = (
     "actions replay would create never run: each stays in flight until its incident "
     "resolves, and counts towards rate limits and the budget from its creation",
-    "actions created before --since do not count towards rate limits or the budget",
+    "stored actions of before --since count towards rate limits and the budget as they "
+    "are stored now (started ones from their start, unstarted ones if still in flight)",
     "circuit breakers and per-target concurrency depend on runs that never happen: not evaluated",
     "silences, auto-approval's success history, playbooks and the knowledge base are read "
     "as stored now, not as they were then",
@@ -288,8 +290,11 @@ async def replay(
     async with database.read() as connection:
         rows = await _stored_alerts(connection, since, until)
         silence_rows = [dict(r._mapping) for r in await connection.execute(select(silences))]
+        horizon = _longest_window(policy)
+        prior = await _prior_actions(connection, since - horizon, since) if horizon else []
     events = _events(rows, until)
     run = _Replay(database, policy, tiers, [_Silence.of(r) for r in silence_rows])
+    run.counted.extend(prior)
     for done, event in enumerate(events, 1):
         await run.notification(event)
         if progress is not None:
@@ -307,6 +312,38 @@ async def _stored_alerts(
         .order_by(alerts.c.received_at, alerts.c.id)
     )
     return [dict(row._mapping) for row in result]
+
+
+def _longest_window(policy: Policy) -> timedelta | None:
+    """How far back an action can still count towards a limit or the budget."""
+    windows = [limit.per for action in policy.actions.values() for limit in action.limits]
+    if policy.governors.budget is not None:
+        windows.append(policy.governors.budget.per)
+    return timedelta(seconds=max(windows)) if windows else None
+
+
+async def _prior_actions(
+    connection: AsyncConnection, since: datetime, until: datetime
+) -> list[tuple[datetime, str, str | None]]:
+    """The stored actions of before the replay that count towards its limits, as
+    ``limits.check`` counts them: from their start, or, not started, while in flight."""
+    in_flight = [status.value for status in IN_FLIGHT_STATUSES]
+    result = await connection.execute(
+        select(
+            actions.c.action_name, actions.c.target, actions.c.started_at, actions.c.created_at
+        ).where(
+            or_(
+                and_(actions.c.started_at >= since, actions.c.started_at < until),
+                and_(
+                    actions.c.started_at.is_(None),
+                    actions.c.status.in_(in_flight),
+                    actions.c.created_at >= since,
+                    actions.c.created_at < until,
+                ),
+            )
+        )
+    )
+    return [(row.started_at or row.created_at, row.action_name, row.target) for row in result]
 
 
 def _events(rows: list[dict[str, Any]], until: datetime) -> list[_Event]:
