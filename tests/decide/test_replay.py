@@ -19,7 +19,7 @@ from heal.decide.replay import ReplayReport, replay, without_llm
 from heal.domain.alerts import Alert, AlertStatus, fingerprint_of
 from heal.policy import load_policy_text
 from heal.policy.models import Policy
-from heal.store import tables
+from heal.store import silences_repo, tables
 
 WEEK_START = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)  # a Monday
 POLICY = """
@@ -255,3 +255,40 @@ async def test_actions_before_the_window_count_towards_its_limits(
     assert crashes[0].actions[0].reason == (
         "rate limit of 'restart-workload' reached: 3 in the last 604800 s (max 2)"
     )
+
+
+async def test_freezes_and_silences_are_replayed_at_the_time_of_each_alert(
+    make_heal: HealFactory, clock: Clock
+) -> None:
+    heal = await recorded(make_heal, clock)
+    async with heal.db.write() as connection:  # a silence added after the week, backdated
+        await silences_repo.add(
+            connection,
+            {
+                "matchers": {"alertname": "PodCrashLooping"},
+                "starts_at": WEEK_START + timedelta(days=1),
+                "ends_at": WEEK_START + timedelta(days=2),
+                "created_by": "alice",
+                "comment": "checkout migration",
+                "created_at": clock.now,
+            },
+        )
+    frozen = POLICY + (
+        "governors:\n"
+        "  freeze:\n"
+        "    - {window: 'Sat 00:00-Mon 00:00', mode: block, match: {alertname: DiskFull}}\n"
+    )
+    report = await replayed(heal, load_policy_text(frozen))
+    crashes = [i for i in report.incidents if i.title.startswith("PodCrashLooping")]
+    disks = [i for i in report.incidents if i.title.startswith("DiskFull")]
+    assert [c.actions[0].verdict for c in crashes] == ["run", "silenced"] + ["run"] * 5
+    assert crashes[1].actions[0].reason == "by silence #1 (checkout migration)"
+    assert crashes[1].differences == [
+        "restart-workload: would be silenced (by silence #1 (checkout migration)); was run "
+        "(ended received)"
+    ]
+    wednesday, saturday = disks
+    assert [a.verdict for a in wednesday.actions] == ["run"]
+    assert [(a.verdict, a.reason) for a in saturday.actions] == [
+        ("blocked", "change freeze 'Sat 00:00-Mon 00:00' in force")
+    ]
