@@ -67,6 +67,14 @@ COMMANDS = {
         "app",
         "Playbooks: list, show, approve, deprecate, edit, delete, export, import.",
     ),
+    "replay": Entry(
+        "heal.cli.replay",
+        "replay",
+        "Replay stored alerts through a policy: what would have happened, beside what did.",
+    ),
+    "decide": Entry(
+        "heal.cli.decide", "app", "Decisions: evaluate a policy's deciding against cases."
+    ),
     "silences": Entry(
         "heal.cli.approvals",
         "silences",

@@ -22,7 +22,7 @@ from heal.domain.approvals import week_window
 from heal.domain.matchers import LabelMatcher, matches_all
 from heal.governors import breakers
 from heal.observability import metrics
-from heal.policy.models import ActionBase, Policy
+from heal.policy.models import ActionBase, Budget, Policy, RateLimit
 from heal.store.locks import serialise
 from heal.store.tables import actions
 
@@ -75,16 +75,9 @@ async def check(
                 and row.get("target") == target
                 and row["status"] in _ON_ITS_WAY
             )
-            if counted >= limit.max:
-                where = f" on {target}" if target else ""
-                verdicts.append(
-                    Verdict(
-                        limit.over,
-                        f"rate limit of {action_name!r}{where} reached: {counted} in the last "
-                        f"{limit.per} s (max {limit.max})",
-                        "limit",
-                    )
-                )
+            over = over_limit(limit, action_name, target, counted)
+            if over is not None:
+                verdicts.append(over)
     budget = policy.governors.budget
     if budget is not None:
         await serialise(connection, "budget")
@@ -92,23 +85,55 @@ async def check(
         counted = await _count(connection, None, since) + sum(
             1 for row in pending if row["status"] in _ON_ITS_WAY
         )
-        if counted >= budget.max:
-            verdicts.append(
-                Verdict(
-                    budget.over,
-                    f"global budget reached: {counted} actions in the last {budget.per} s "
-                    f"(max {budget.max})",
-                    "budget",
-                )
-            )
+        over = over_budget(budget, counted)
+        if over is not None:
+            verdicts.append(over)
+    verdict = combine(verdicts)
+    if verdict is not None:
+        # the governors that decided the outcome, not those outranked
+        for governor in verdict.governor.split("+"):
+            metrics.GOVERNOR_DECISIONS.labels(governor, _OUTCOMES[verdict.mode]).inc()
+    return verdict
+
+
+# Pure parts of the check, shared with replay (``heal.decide.replay``), which counts the
+# actions it would have created instead of the rows.
+def over_limit(
+    limit: RateLimit, action_name: str, target: str | None, counted: int
+) -> Verdict | None:
+    """The limit's verdict when ``counted`` actions already count towards its window."""
+    if counted < limit.max:
+        return None
+    where = f" on {target}" if target else ""
+    return Verdict(
+        limit.over,
+        f"rate limit of {action_name!r}{where} reached: {counted} in the last "
+        f"{limit.per} s (max {limit.max})",
+        "limit",
+    )
+
+
+def over_budget(budget: Budget, counted: int) -> Verdict | None:
+    """The global budget's verdict when ``counted`` actions already count towards it."""
+    if counted < budget.max:
+        return None
+    return Verdict(
+        budget.over,
+        f"global budget reached: {counted} actions in the last {budget.per} s (max {budget.max})",
+        "budget",
+    )
+
+
+def combine(verdicts: Sequence[Verdict]) -> Verdict | None:
+    """One verdict of several: a block wins over an approval; the reasons (and governors)
+    of those that decided it are kept."""
     blocked = [v for v in verdicts if v.mode == "block"]
-    chosen = blocked or verdicts
+    chosen = blocked or list(verdicts)
     if not chosen:
         return None
-    mode = chosen[0].mode
-    for decided in chosen:  # the governors that decided the outcome, not those outranked
-        metrics.GOVERNOR_DECISIONS.labels(decided.governor, _OUTCOMES[mode]).inc()
-    return Verdict(mode, "; ".join(v.reason for v in chosen), "+".join(v.governor for v in chosen))
+    return Verdict(
+        chosen[0].mode, "; ".join(v.reason for v in chosen), "+".join(v.governor for v in chosen)
+    )
 
 
 def freezes(policy: Policy, labels: Mapping[str, str], now: datetime) -> list[Verdict]:
