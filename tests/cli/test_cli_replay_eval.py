@@ -184,8 +184,9 @@ def test_decide_eval_runs_the_examples_against_an_llm(
     assert as_json.exit_code == 0, as_json.output
     data = json.loads(as_json.stdout)
     assert (data["cases"], data["passed"]) == (4, 1)
-    assert [t["tier"] for t in data["tiers"]] == ["llm"]
-    assert data["tiers"][0]["p95_ms"] is not None
+    # the playbooks (none learned in the throwaway database), then the LLM
+    assert [t["tier"] for t in data["tiers"]] == ["playbook", "llm"]
+    assert data["tiers"][1]["p95_ms"] is not None
     assert fake.answered  # the fake was really asked
     assert all(r.authorization == f"Bearer {KEY}" for r in fake.answered)
 
