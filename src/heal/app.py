@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +29,7 @@ from heal.notify.channels import ChatChannel
 from heal.notify.slack import SlackChannel
 from heal.notify.telegram import TelegramChannel
 from heal.observability import logging as heal_logging
+from heal.observability.logging import get_logger
 from heal.plugins.registry import PluginSet
 from heal.policy.loader import basic_credentials, load_policy, resolve_secrets
 from heal.policy.models import Policy
@@ -39,6 +42,7 @@ from heal.store.db import Database
 from heal.verify.service import VerificationService
 
 Runtime = EmbeddedRuntime | ProcrastinateRuntime
+log = get_logger("heal.app")
 
 
 def chat_channels(settings: Settings) -> list[ChatChannel]:
@@ -82,6 +86,8 @@ class Heal:
     # service tokens: hash -> scopes
     token_hashes: dict[str, frozenset[Scope]] = field(default_factory=dict)
     running: bool = False
+    # The start's indexing of the policy's runbooks, while it runs.
+    indexing: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings, policy: Policy | None = None) -> Heal:
@@ -195,9 +201,27 @@ class Heal:
             self.runtime.add_sweep(self.learning.sweep)
             await self.runtime.start(self.engine)
             self.chat.start()
+            self.indexing = asyncio.create_task(self.index_runbooks(), name="heal-runbooks")
         elif isinstance(self.runtime, ProcrastinateRuntime):
             await self.runtime.open()
         self.running = True
+
+    async def index_runbooks(self) -> None:
+        """The policy's runbooks (``decide.knowledge.dirs``) into the knowledge base, at
+        start: a deploy that ships new runbooks needs no command (unchanged files are
+        skipped; ``heal kb index`` does the same at any time)."""
+        dirs = self.ruleset.policy.decide.knowledge.dirs
+        if not dirs:
+            return
+        try:
+            report = await self.tiers.knowledge.index_runbooks(dirs)
+        except Exception:
+            log.exception("indexing the runbooks failed")
+            return
+        for warning in report.warnings:
+            log.warning("runbook not indexed", reason=warning)
+        counts = {k: v for k, v in report.as_dict().items() if k != "warnings"}
+        log.info("runbooks indexed", **counts)
 
     async def sweep_expired_approvals(self) -> int:
         """Expire unanswered approvals past their deadline, in batches (the sweeper).
@@ -230,6 +254,10 @@ class Heal:
 
     async def stop(self) -> None:
         self.running = False
+        if self.indexing is not None:
+            self.indexing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.indexing
         await self.decisions.drain(grace=5.0)
         await self.tiers.aclose()
         await self.chat.stop()

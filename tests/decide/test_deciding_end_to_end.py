@@ -5,6 +5,7 @@ falls through to the expert rules. Everything through heal's own wiring."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,3 +118,20 @@ async def test_a_slow_llm_is_abandoned_and_the_expert_rules_decide(
     assert any(
         e["kind"] == "decision.tier" and "llm tier no proposal" in e["message"] for e in entries
     )
+
+
+async def test_a_worker_indexes_the_policys_runbooks_when_it_starts(
+    make_heal: HealFactory, clock: Clock, llm: FakeOpenAI, tmp_path: Path
+) -> None:
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir()
+    (runbooks / "crash.md").write_text(
+        "# Crash loops\n\n## Checkout crash looping\n\nRestart the checkout deployment.\n"
+    )
+    text = POLICY.replace("BASE_URL", llm.base_url).replace("BUDGET", "30")
+    text = text.replace("decide:\n", f"decide:\n  knowledge: {{dirs: [{runbooks}]}}\n", 1)
+    heal: Heal = await make_heal(text, clock=clock, worker=True, environ={"HEAL_TEST_LLM_KEY": KEY})
+    assert heal.indexing is not None
+    await heal.indexing
+    (hit,) = await heal.tiers.knowledge.search("checkout crash", 5)
+    assert (hit.kind, hit.title) == ("runbook", "Crash loops: Checkout crash looping")
