@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 def group(help: str) -> typer.Typer:
@@ -42,6 +45,33 @@ def out() -> Console:
 
 def err() -> Console:
     return Console(stderr=True, highlight=False)
+
+
+class ProgressBar:
+    """A bar on stderr for long work, on a terminal only, once there are at least
+    ``from_count`` things to do (fewer are done before a bar would be worth drawing)."""
+
+    def __init__(self, label: str, *, enabled: bool, from_count: int) -> None:
+        self.label = label
+        self.enabled = enabled and err().is_terminal
+        self.from_count = from_count
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled or total < self.from_count:
+            return
+        if self.progress is None:
+            from rich.progress import Progress
+
+            self.progress = Progress(console=err(), transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=total)
+        self.progress.update(self.task, completed=done)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
 
 
 class CliError(Exception):

@@ -11,8 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from heal.cli.common import JsonOutput, make_settings, open_database, require_schema, run
-from heal.cli.console import CliError, examples, group, out, print_json
-from heal.cli.replay import ConfigFile, NoLlm, PolicyFile, ProgressBar, chosen_policy
+from heal.cli.console import CliError, ProgressBar, examples, group, out, print_json
+from heal.cli.replay import PROGRESS_FROM, ConfigFile, NoLlm, PolicyFile, chosen_policy
 
 if TYPE_CHECKING:
     from heal.decide.evaluation import EvalReport
@@ -128,7 +128,7 @@ async def _eval(
             else:
                 await migrate.upgrade(database)
             tiers = TierSet(database, secrets)
-            bar = ProgressBar("deciding cases", enabled=not quiet)
+            bar = ProgressBar("deciding cases", enabled=not quiet, from_count=PROGRESS_FROM)
             try:
                 return await evaluation.evaluate(policy, tiers(policy), loaded, progress=bar.update)
             finally:

@@ -20,11 +20,9 @@ from heal.cli.common import (
     require_schema,
     run,
 )
-from heal.cli.console import CliError, err, examples, group, out, print_json, warn
+from heal.cli.console import CliError, ProgressBar, examples, group, out, print_json, warn
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from heal.decide.knowledge import IndexReport
     from heal.decide.tiers import KnowledgeHit
     from heal.settings import Settings
@@ -172,7 +170,7 @@ async def _index(
     chosen = given or _policy_dirs(settings)
     async with open_database(settings) as database:
         await require_schema(database)
-        bar = _ProgressBar(enabled=not quiet)
+        bar = ProgressBar("indexing runbooks", enabled=not quiet, from_count=PROGRESS_FROM)
         try:
             report = await KnowledgeBase(database).index_runbooks(chosen, bar.update)
         finally:
@@ -189,27 +187,3 @@ def _policy_dirs(settings: Settings) -> list[str]:
     if not dirs:
         raise CliError(f"{NO_DIRS}; {settings.config} lists none", code=2)
     return list(dirs)
-
-
-class _ProgressBar:
-    """A bar on stderr once there are enough files, on a terminal only."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self.enabled = enabled and err().is_terminal
-        self.progress: Progress | None = None
-        self.task: Any = None
-
-    def update(self, done: int, total: int) -> None:
-        if not self.enabled or total < PROGRESS_FROM:
-            return
-        if self.progress is None:
-            from rich.progress import Progress
-
-            self.progress = Progress(console=err(), transient=True)
-            self.progress.start()
-            self.task = self.progress.add_task("indexing runbooks", total=total)
-        self.progress.update(self.task, completed=done)
-
-    def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()

@@ -21,11 +21,9 @@ from heal.cli.common import (
     require_schema,
     run,
 )
-from heal.cli.console import CliError, err, examples, fail, out, print_json, warn
+from heal.cli.console import CliError, ProgressBar, examples, fail, out, print_json, warn
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from heal.decide.replay import IncidentReplay, ReplayReport
     from heal.policy.models import Policy
     from heal.settings import Settings
@@ -180,7 +178,7 @@ async def _replay(
     async with open_database(settings) as database:
         await require_schema(database)
         tiers = TierSet(database, secrets)
-        bar = ProgressBar("replaying alerts", enabled=not quiet)
+        bar = ProgressBar("replaying alerts", enabled=not quiet, from_count=PROGRESS_FROM)
         try:
             return await replaying.replay(
                 database, policy, tiers(policy), since, until, llm=mode, progress=bar.update
@@ -276,28 +274,3 @@ def _did(incident: IncidentReplay) -> Text:
 
 def _params(params: dict[str, Any]) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in params.items()) + "}"
-
-
-class ProgressBar:
-    """A bar on stderr once there is enough to do, on a terminal only."""
-
-    def __init__(self, label: str, *, enabled: bool) -> None:
-        self.label = label
-        self.enabled = enabled and err().is_terminal
-        self.progress: Progress | None = None
-        self.task: Any = None
-
-    def update(self, done: int, total: int) -> None:
-        if not self.enabled or total < PROGRESS_FROM:
-            return
-        if self.progress is None:
-            from rich.progress import Progress
-
-            self.progress = Progress(console=err(), transient=True)
-            self.progress.start()
-            self.task = self.progress.add_task(self.label, total=total)
-        self.progress.update(self.task, completed=done)
-
-    def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()

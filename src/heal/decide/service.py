@@ -393,32 +393,12 @@ def _shown_params(params: dict[str, Any]) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in params.items()) + "}"
 
 
-class _Notes:
-    """Timeline rows of one verdict (the ingest's row format), written together."""
+class _Notes(timeline_repo.PendingRows):
+    """Timeline rows of one verdict, of one incident, written together."""
 
     def __init__(self, incident_id: int, now: datetime) -> None:
+        super().__init__(now)
         self.incident_id = incident_id
-        self.now = now
-        self.rows: list[dict[str, Any]] = []
-
-    def note(
-        self,
-        incident_id: int | None,
-        kind: EventKind,
-        message: str,
-        action_id: int | None = None,
-        **data: Any,
-    ) -> None:
-        self.rows.append(
-            {
-                "incident_id": incident_id,
-                "action_id": action_id,
-                "at": self.now,
-                "kind": kind.value,
-                "message": message,
-                "data": data,
-            }
-        )
 
     def add(self, kind: EventKind, message: str, action_id: int | None = None, **data: Any) -> None:
         self.note(self.incident_id, kind, message, action_id, **data)

@@ -152,48 +152,12 @@ class FallbackHook:
         )
 
 
-class _Notes:
-    """Timeline rows written together at the end (the ingest's row format)."""
+class _Notes(timeline_repo.PendingRows):
+    """Timeline rows of one fallback, of one incident, written together at the end."""
 
     def __init__(self, incident_id: int, now: datetime) -> None:
+        super().__init__(now)
         self.incident_id = incident_id
-        self.now = now
-        self.rows: list[dict[str, Any]] = []
-
-    def note(
-        self,
-        incident_id: int | None,
-        kind: EventKind,
-        message: str,
-        action_id: int | None = None,
-        **data: Any,
-    ) -> None:
-        self.rows.append(
-            {
-                "incident_id": incident_id,
-                "action_id": action_id,
-                "at": self.now,
-                "kind": kind.value,
-                "message": message,
-                "data": data,
-            }
-        )
-
-    def entry(
-        self,
-        action_id: int,
-        message: str,
-        kind: EventKind = EventKind.ACTION_FALLBACK,
-        **data: Any,
-    ) -> dict[str, Any]:
-        return {
-            "incident_id": self.incident_id,
-            "action_id": action_id,
-            "at": self.now,
-            "kind": kind.value,
-            "message": message,
-            "data": data,
-        }
 
     def add(
         self,
@@ -202,4 +166,4 @@ class _Notes:
         kind: EventKind = EventKind.ACTION_FALLBACK,
         **data: Any,
     ) -> None:
-        self.rows.append(self.entry(action_id, message, kind, **data))
+        self.note(self.incident_id, kind, message, action_id, **data)

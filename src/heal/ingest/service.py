@@ -140,25 +140,8 @@ class IngestService:
         notifications = _collapse(batch)
         report.duplicates = len(batch) - len(notifications)
         now = self.clock()
-        timeline: list[dict[str, Any]] = []
-
-        def note(
-            incident_id: int | None,
-            kind: EventKind,
-            message: str,
-            action_id: int | None = None,
-            **data: Any,
-        ) -> None:
-            timeline.append(
-                {
-                    "incident_id": incident_id,
-                    "action_id": action_id,
-                    "at": now,
-                    "kind": kind.value,
-                    "message": message,
-                    "data": data,
-                }
-            )
+        entries = timeline_repo.PendingRows(now)
+        timeline, note = entries.rows, entries.note
 
         async with self.db.write(shed=True) as connection:
             known = await alerts_repo.find(connection, (a.fingerprint for a in notifications))

@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.domain.redaction import Redactor
-from heal.domain.timeline import TimelineEntry
+from heal.domain.timeline import EventKind, TimelineEntry
 from heal.store.tables import timeline
 
 
@@ -49,6 +49,35 @@ async def append_rows(
         row["message"] = redact.text(row["message"])
         row["data"] = redact(row["data"])
     await connection.execute(insert(timeline), rows)
+
+
+class PendingRows:
+    """Timeline rows gathered during one transaction, all at ``now``, and written together
+    at its end with :func:`append_rows` (ingest's batch, a fallback, a decision's verdict).
+    ``note`` has the signature ingest's helpers take as ``note``."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.rows: list[dict[str, Any]] = []
+
+    def note(
+        self,
+        incident_id: int | None,
+        kind: EventKind,
+        message: str,
+        action_id: int | None = None,
+        **data: Any,
+    ) -> None:
+        self.rows.append(
+            {
+                "incident_id": incident_id,
+                "action_id": action_id,
+                "at": self.now,
+                "kind": kind.value,
+                "message": message,
+                "data": data,
+            }
+        )
 
 
 async def for_incident(
