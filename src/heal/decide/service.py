@@ -125,9 +125,9 @@ class DecisionService:
             attempts, winner = await try_tiers(tiers, request, deadline, in_time=left > 0)
             return await self._record(row, attempts, winner, None, request)
         except Exception:
-            # The claim runs out and the sweep tries again; nothing was committed.
-            log.exception("deciding failed", decision_id=decision_id)
-            raise
+            # Nothing was committed: the claim runs out and the sweep tries again.
+            log.exception("deciding failed; the sweep tries again", decision_id=decision_id)
+            return None
 
     async def _input(self, row: dict[str, Any], policy: Policy) -> DecisionInput | str:
         """What the tiers look at, or why the decision cannot be made at all."""
