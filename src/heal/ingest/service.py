@@ -93,6 +93,75 @@ class _Candidate:
     signal: Signal
 
 
+@dataclass(slots=True)
+class _Batch:
+    """One run of a batch through its transaction: what every step reads and adds to."""
+
+    connection: AsyncConnection
+    ruleset: RuleSet
+    now: datetime
+    report: IngestReport
+    entries: timeline_repo.PendingRows
+    items: list[_Item] = field(default_factory=list)
+    resolving: list[tuple[_Item, int]] = field(default_factory=list)
+    open_incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    new_items: list[_Item] = field(default_factory=list)
+    decisions_opened: list[int] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    action_ids: list[int] = field(default_factory=list)
+    resolved: list[int] = field(default_factory=list)
+
+    @property
+    def policy(self) -> Policy:
+        return self.ruleset.policy
+
+
+class _Gates:
+    """New action rows of one batch through the gate; the silences are read once, when
+    the first action needs them."""
+
+    def __init__(self, run: _Batch) -> None:
+        self.run = run
+        self.silences: list[Silence] | None = None
+        self.incidents = {row["id"]: row for row in run.open_incidents.values()}
+
+    async def new_row(self, candidate: _Candidate) -> dict[str, Any]:
+        run = self.run
+        incident_id = candidate.item.incident_id or 0
+        incident = self.incidents.get(incident_id, {"id": incident_id})
+        config = run.policy.actions[candidate.action]
+        row = new_action_row(
+            incident_id=incident_id,
+            alert_id=candidate.item.alert_id,
+            rule=candidate.rule.name,
+            action_name=candidate.action,
+            config=config,
+            signal=candidate.signal,
+            alert={"id": candidate.item.alert_id, **candidate.item.alert.as_context()},
+            incident=incident_context(incident),
+            settings=run.policy.settings,
+            now=run.now,
+        )
+        snapshot_verify(row, effective_verify(candidate.rule.verify, config.verify))
+        if row["status"] == ActionStatus.RECEIVED.value:
+            if self.silences is None:
+                active = await silences_repo.active(run.connection, run.now)
+                self.silences = [Silence.from_row(r) for r in active]
+            await gate(
+                run.connection,
+                row,
+                config,
+                run.policy,
+                candidate.rule.name,
+                candidate.action,
+                candidate.item.alert.labels,
+                self.silences,
+                run.now,
+                pending=run.rows,
+            )
+        return row
+
+
 class IngestService:
     def __init__(
         self,
@@ -135,273 +204,237 @@ class IngestService:
         raise AssertionError("unreachable")
 
     async def _ingest_once(self, batch: list[Alert], source: str) -> IngestReport:
-        report = IngestReport(received=len(batch))
-        ruleset = self.rules()
         notifications = _collapse(batch)
-        report.duplicates = len(batch) - len(notifications)
         now = self.clock()
-        entries = timeline_repo.PendingRows(now)
-        timeline, note = entries.rows, entries.note
-
+        report = IngestReport(received=len(batch), duplicates=len(batch) - len(notifications))
         async with self.db.write(shed=True) as connection:
-            known = await alerts_repo.find(connection, (a.fingerprint for a in notifications))
-            items: list[_Item] = []
-            resolving: list[tuple[_Item, int]] = []
-            for alert in notifications:
-                seen = known.get((alert.fingerprint, alert.starts_at))
-                verdict = classify(seen.status if seen else None, alert.status)
-                if verdict is IngestVerdict.DUPLICATE:
-                    report.duplicates += 1
-                    continue
-                match = ruleset.match(alert.labels)
-                group_by = ruleset.group_by(match.owner)
-                owner = match.owner.name if match.owner else "*"
-                item = _Item(
-                    alert, verdict, match.rules, group_key(owner, group_by, alert.labels), group_by
-                )
-                if seen is not None:
-                    item.alert_id, item.incident_id = seen.id, seen.incident_id
-                    resolving.append((item, seen.id))
-                items.append(item)
-
-            # Incidents: join the open one for the group key, or open one for new firing.
-            open_incidents = await incidents_repo.open_by_keys(
-                connection, (i.key for i in items if i.verdict is not IngestVerdict.RESOLVES)
+            run = _Batch(connection, self.rules(), now, report, timeline_repo.PendingRows(now))
+            await self._classify(run, notifications)
+            await self._group_into_incidents(run)
+            await self._store_alerts(run)
+            candidates, deciding = self._candidates(run.items, now, run.entries.note)
+            run.decisions_opened = await self._open_decisions(
+                connection, deciding, run.policy, now, run.entries.note
             )
-            to_open: dict[str, dict[str, Any]] = {}
-            for item in items:
-                if item.verdict is IngestVerdict.RESOLVES:
-                    continue
-                severity = item.alert.labels.get("severity")
-                incident = open_incidents.get(item.key)
-                if incident is not None:
-                    item.incident_id = incident["id"]
-                    worse = worse_severity(incident["severity"], severity)
-                    if worse != incident["severity"]:
-                        incident["severity"] = worse
-                        await incidents_repo.set_severity(connection, incident["id"], worse or "")
-                elif item.verdict is IngestVerdict.NEW_FIRING:
-                    pending = to_open.get(item.key)
-                    if pending is None:
-                        to_open[item.key] = {
-                            "group_key": item.key,
-                            "open_key": item.key,
-                            "rule": item.rules[0].name if item.rules else None,
-                            "title": incident_title(item.group_by, item.alert.labels),
-                            "severity": severity,
-                            "status": IncidentStatus.OPEN.value,
-                            "group_labels": {
-                                k: item.alert.labels.get(k, "") for k in item.group_by
-                            },
-                            "opened_at": now,
-                        }
-                    else:
-                        pending["severity"] = worse_severity(pending["severity"], severity)
-            opened, found_open = await incidents_repo.open_or_join(
-                connection, list(to_open.values())
-            )
-            for key, row in to_open.items():
-                if key not in opened:
-                    continue
-                row["id"] = opened[key]
-                open_incidents[key] = row
-                note(
-                    row["id"],
-                    EventKind.INCIDENT_OPENED,
-                    f"incident opened: {row['title']}",
-                    group_labels=row["group_labels"],
-                    rule=row["rule"],
-                )
-                await announce(
-                    connection,
-                    ruleset.policy,
-                    Event.INCIDENT_OPENED,
-                    row,
-                    f"incident opened: {row['title']}",
-                    now,
-                    redact=self.redact,
-                )
-            for key, incident in found_open.items():  # opened meanwhile by a concurrent batch
-                worse = worse_severity(incident["severity"], to_open[key]["severity"])
-                if worse != incident["severity"]:
-                    incident["severity"] = worse
-                    await incidents_repo.set_severity(connection, incident["id"], worse or "")
-                open_incidents[key] = incident
-            metrics.INCIDENTS_OPENED.inc(len(opened))
-            report.incidents_opened = len(opened)
-            for item in items:
-                if item.incident_id is None and item.key in open_incidents:
-                    item.incident_id = open_incidents[item.key]["id"]
-
-            # Alerts: insert the new occurrences, resolve the known ones.
-            new_items = [i for i in items if i.verdict is not IngestVerdict.RESOLVES]
-            ids = await alerts_repo.insert_many(
-                connection, [_alert_row(i.alert, i.incident_id, now) for i in new_items]
-            )
-            for item, alert_id in zip(new_items, ids, strict=True):
-                item.alert_id = alert_id
-            await alerts_repo.resolve_many(
-                connection, [(alert_id, i.alert.ends_at) for i, alert_id in resolving], now
-            )
-            report.new = len(new_items)
-            report.resolved = sum(1 for i in items if i.verdict is not IngestVerdict.NEW_FIRING)
-            for item in items:
-                if item.incident_id is None:
-                    continue
-                if item.verdict is IngestVerdict.NEW_FIRING:
-                    note(
-                        item.incident_id,
-                        EventKind.ALERT_RECEIVED,
-                        f"alert {item.alert.name} firing",
-                        alert_id=item.alert_id,
-                        fingerprint=item.alert.fingerprint,
-                        labels=item.alert.labels,
-                    )
-                else:
-                    note(
-                        item.incident_id,
-                        EventKind.ALERT_RESOLVED,
-                        f"alert {item.alert.name} resolved",
-                        alert_id=item.alert_id,
-                        fingerprint=item.alert.fingerprint,
-                    )
-
-            # Actions: at most one in flight per (incident, rule, action).
-            candidates, deciding = self._candidates(items, now, note)
-            decisions_opened = await self._open_decisions(
-                connection, deciding, ruleset.policy, now, note
-            )
-            keys = [
-                inflight_key(c.item.incident_id or 0, c.rule.name, c.action) for c in candidates
-            ]
-            in_flight = await actions_repo.in_flight(connection, keys)
-            rows: list[dict[str, Any]] = []
-            row_keys: list[str] = []
-            silences: list[Silence] | None = None
-            creating: set[str] = set()
-            joiners: list[tuple[_Candidate, str]] = []
-            incidents_by_id = {row["id"]: row for row in open_incidents.values()}
-            for candidate, key in zip(candidates, keys, strict=True):
-                if key in in_flight or key in creating:
-                    joiners.append((candidate, key))
-                    continue
-                creating.add(key)
-                incident_id = candidate.item.incident_id or 0
-                incident = incidents_by_id.get(incident_id, {"id": incident_id})
-                config = ruleset.policy.actions[candidate.action]
-                row = new_action_row(
-                    incident_id=incident_id,
-                    alert_id=candidate.item.alert_id,
-                    rule=candidate.rule.name,
-                    action_name=candidate.action,
-                    config=config,
-                    signal=candidate.signal,
-                    alert={"id": candidate.item.alert_id, **candidate.item.alert.as_context()},
-                    incident=incident_context(incident),
-                    settings=ruleset.policy.settings,
-                    now=now,
-                )
-                snapshot_verify(row, effective_verify(candidate.rule.verify, config.verify))
-                if row["status"] == ActionStatus.RECEIVED.value:
-                    if silences is None:
-                        silences = [
-                            Silence.from_row(r) for r in await silences_repo.active(connection, now)
-                        ]
-                    await gate(
-                        connection,
-                        row,
-                        config,
-                        ruleset.policy,
-                        candidate.rule.name,
-                        candidate.action,
-                        candidate.item.alert.labels,
-                        silences,
-                        now,
-                        pending=rows,
-                    )
-                rows.append(row)
-                row_keys.append(key)
-            action_ids = await actions_repo.insert_many(connection, rows)
-            created = dict(zip(row_keys, action_ids, strict=True))
-            for row, action_id in zip(rows, action_ids, strict=True):
-                note(
-                    row["incident_id"],
-                    EventKind.ACTION_CREATED,
-                    f"action {row['action_name']!r} created by rule {row['rule']!r}"
-                    + (f": {row['message']}" if row.get("message") else ""),
-                    action_id=action_id,
-                    status=row["status"],
-                    signal=row["signal"],
-                )
-                gate_note = row.pop("_gate_note", None)
-                if gate_note:
-                    note(
-                        row["incident_id"],
-                        EventKind.ACTION_STATUS,
-                        gate_note,
-                        action_id=action_id,
-                        status=row["status"],
-                    )
-                requirement_ = row.pop("_approval", None)
-                if requirement_ is not None:
-                    await request_approval(
-                        connection, row, action_id, requirement_, now, note, ruleset.policy
-                    )
-                if row["next_wake_at"] is not None:
-                    await self.scheduler.schedule(connection, action_id, 0, row["next_wake_at"])
-            for candidate, key in joiners:
-                joined = in_flight.get(key) or created.get(key)
-                note(
-                    candidate.item.incident_id,
-                    EventKind.ACTION_JOINED,
-                    f"alert joined in-flight action {candidate.action!r} (#{joined})",
-                    action_id=joined,
-                    alert_id=candidate.item.alert_id,
-                )
-            report.actions_created = len(rows)
-            report.actions_joined = len(joiners)
-
-            # Incidents whose last firing alert just resolved are resolved too.
-            touched = {
-                i.incident_id
-                for i in items
-                if i.incident_id is not None and i.verdict is not IngestVerdict.NEW_FIRING
-            }
-            counts = await alerts_repo.firing_counts(connection, touched)
-            done = sorted(incident_id for incident_id, firing in counts.items() if firing == 0)
-            await incidents_repo.resolve(connection, done, now, "resolved")
-            for incident_id in done:
-                note(
-                    incident_id,
-                    EventKind.INCIDENT_RESOLVED,
-                    "incident resolved: all alerts resolved",
-                )
-                await announce(
-                    connection,
-                    ruleset.policy,
-                    Event.INCIDENT_RESOLVED,
-                    incident_id,
-                    "incident resolved: all alerts resolved",
-                    now,
-                    redact=self.redact,
-                )
-            report.incidents_resolved = len(done)
-
-            await timeline_repo.append_rows(connection, timeline, self.redact)
+            await self._create_actions(run, candidates)
+            await self._resolve_incidents(run)
+            await timeline_repo.append_rows(connection, run.entries.rows, self.redact)
             # After the resolution's own entries, so the timeline reads in order.
-            await on_incidents_resolved(connection, done, now, self.redact)
-            if self.on_firing is not None:
-                fired = sorted({i.incident_id for i in new_items if i.incident_id is not None})
-                await self.on_firing(connection, fired, now)
-
-        if rows:
-            self.scheduler.committed(now)
-        if decisions_opened:
-            self.on_decisions(decisions_opened)
-        _log_creation_failures(rows, action_ids)
-        metrics.ALERTS_DEDUPLICATED.labels(source).inc(report.duplicates)
-        report.incident_ids = sorted({i.incident_id for i in items if i.incident_id is not None})
+            await on_incidents_resolved(connection, run.resolved, now, self.redact)
+            await self._judge_relapses(run)
+        self._after_commit(run, source)
         return report
+
+    async def _classify(self, run: _Batch, notifications: list[Alert]) -> None:
+        """Each notification against what is stored: new, repeat (dropped), or the
+        resolution of a known occurrence; its rules and group key."""
+        known = await alerts_repo.find(run.connection, (a.fingerprint for a in notifications))
+        for alert in notifications:
+            seen = known.get((alert.fingerprint, alert.starts_at))
+            verdict = classify(seen.status if seen else None, alert.status)
+            if verdict is IngestVerdict.DUPLICATE:
+                run.report.duplicates += 1
+                continue
+            match = run.ruleset.match(alert.labels)
+            group_by = run.ruleset.group_by(match.owner)
+            owner = match.owner.name if match.owner else "*"
+            item = _Item(
+                alert, verdict, match.rules, group_key(owner, group_by, alert.labels), group_by
+            )
+            if seen is not None:
+                item.alert_id, item.incident_id = seen.id, seen.incident_id
+                run.resolving.append((item, seen.id))
+            run.items.append(item)
+
+    async def _group_into_incidents(self, run: _Batch) -> None:
+        """Join the open incident of each group key, or open one for a new firing."""
+        connection = run.connection
+        run.open_incidents = await incidents_repo.open_by_keys(
+            connection, (i.key for i in run.items if i.verdict is not IngestVerdict.RESOLVES)
+        )
+        to_open: dict[str, dict[str, Any]] = {}
+        for item in run.items:
+            if item.verdict is IngestVerdict.RESOLVES:
+                continue
+            severity = item.alert.labels.get("severity")
+            incident = run.open_incidents.get(item.key)
+            if incident is not None:
+                item.incident_id = incident["id"]
+                await _worsen(connection, incident, severity)
+            elif item.verdict is IngestVerdict.NEW_FIRING:
+                pending = to_open.get(item.key)
+                if pending is None:
+                    to_open[item.key] = _incident_row(item, run.now)
+                else:
+                    pending["severity"] = worse_severity(pending["severity"], severity)
+        opened, found_open = await incidents_repo.open_or_join(connection, list(to_open.values()))
+        for key, row in to_open.items():
+            if key in opened:
+                row["id"] = opened[key]
+                run.open_incidents[key] = row
+                await self._opened(run, row)
+        for key, incident in found_open.items():  # opened meanwhile by a concurrent batch
+            await _worsen(connection, incident, to_open[key]["severity"])
+            run.open_incidents[key] = incident
+        metrics.INCIDENTS_OPENED.inc(len(opened))
+        run.report.incidents_opened = len(opened)
+        for item in run.items:
+            if item.incident_id is None and item.key in run.open_incidents:
+                item.incident_id = run.open_incidents[item.key]["id"]
+
+    async def _opened(self, run: _Batch, row: dict[str, Any]) -> None:
+        said = f"incident opened: {row['title']}"
+        run.entries.note(
+            row["id"],
+            EventKind.INCIDENT_OPENED,
+            said,
+            group_labels=row["group_labels"],
+            rule=row["rule"],
+        )
+        await announce(
+            run.connection,
+            run.policy,
+            Event.INCIDENT_OPENED,
+            row,
+            said,
+            run.now,
+            redact=self.redact,
+        )
+
+    async def _store_alerts(self, run: _Batch) -> None:
+        """Insert the new occurrences, resolve the known ones."""
+        run.new_items = [i for i in run.items if i.verdict is not IngestVerdict.RESOLVES]
+        ids = await alerts_repo.insert_many(
+            run.connection, [_alert_row(i.alert, i.incident_id, run.now) for i in run.new_items]
+        )
+        for item, alert_id in zip(run.new_items, ids, strict=True):
+            item.alert_id = alert_id
+        await alerts_repo.resolve_many(
+            run.connection, [(alert_id, i.alert.ends_at) for i, alert_id in run.resolving], run.now
+        )
+        run.report.new = len(run.new_items)
+        run.report.resolved = sum(1 for i in run.items if i.verdict is not IngestVerdict.NEW_FIRING)
+        for item in run.items:
+            if item.incident_id is None:
+                continue
+            if item.verdict is IngestVerdict.NEW_FIRING:
+                run.entries.note(
+                    item.incident_id,
+                    EventKind.ALERT_RECEIVED,
+                    f"alert {item.alert.name} firing",
+                    alert_id=item.alert_id,
+                    fingerprint=item.alert.fingerprint,
+                    labels=item.alert.labels,
+                )
+            else:
+                run.entries.note(
+                    item.incident_id,
+                    EventKind.ALERT_RESOLVED,
+                    f"alert {item.alert.name} resolved",
+                    alert_id=item.alert_id,
+                    fingerprint=item.alert.fingerprint,
+                )
+
+    async def _create_actions(self, run: _Batch, candidates: list[_Candidate]) -> None:
+        """At most one action in flight per (incident, rule, action): new ones through the
+        gate, inserted in one statement; later candidates join the one in flight."""
+        keys = [inflight_key(c.item.incident_id or 0, c.rule.name, c.action) for c in candidates]
+        in_flight = await actions_repo.in_flight(run.connection, keys)
+        row_keys: list[str] = []
+        creating: set[str] = set()
+        joiners: list[tuple[_Candidate, str]] = []
+        gates = _Gates(run)
+        for candidate, key in zip(candidates, keys, strict=True):
+            if key in in_flight or key in creating:
+                joiners.append((candidate, key))
+                continue
+            creating.add(key)
+            run.rows.append(await gates.new_row(candidate))
+            row_keys.append(key)
+        run.action_ids = await actions_repo.insert_many(run.connection, run.rows)
+        for row, action_id in zip(run.rows, run.action_ids, strict=True):
+            await self._created(run, row, action_id)
+        created = dict(zip(row_keys, run.action_ids, strict=True))
+        for candidate, key in joiners:
+            joined = in_flight.get(key) or created.get(key)
+            run.entries.note(
+                candidate.item.incident_id,
+                EventKind.ACTION_JOINED,
+                f"alert joined in-flight action {candidate.action!r} (#{joined})",
+                action_id=joined,
+                alert_id=candidate.item.alert_id,
+            )
+        run.report.actions_created = len(run.rows)
+        run.report.actions_joined = len(joiners)
+
+    async def _created(self, run: _Batch, row: dict[str, Any], action_id: int) -> None:
+        """A new action's timeline entries, its approval if it waits for one, its wake."""
+        note = run.entries.note
+        note(
+            row["incident_id"],
+            EventKind.ACTION_CREATED,
+            f"action {row['action_name']!r} created by rule {row['rule']!r}"
+            + (f": {row['message']}" if row.get("message") else ""),
+            action_id=action_id,
+            status=row["status"],
+            signal=row["signal"],
+        )
+        gate_note = row.pop("_gate_note", None)
+        if gate_note:
+            note(
+                row["incident_id"],
+                EventKind.ACTION_STATUS,
+                gate_note,
+                action_id=action_id,
+                status=row["status"],
+            )
+        needed = row.pop("_approval", None)
+        if needed is not None:
+            await request_approval(
+                run.connection, row, action_id, needed, run.now, note, run.policy
+            )
+        if row["next_wake_at"] is not None:
+            await self.scheduler.schedule(run.connection, action_id, 0, row["next_wake_at"])
+
+    async def _resolve_incidents(self, run: _Batch) -> None:
+        """Incidents whose last firing alert just resolved are resolved too."""
+        touched = {
+            i.incident_id
+            for i in run.items
+            if i.incident_id is not None and i.verdict is not IngestVerdict.NEW_FIRING
+        }
+        counts = await alerts_repo.firing_counts(run.connection, touched)
+        run.resolved = sorted(incident_id for incident_id, firing in counts.items() if firing == 0)
+        await incidents_repo.resolve(run.connection, run.resolved, run.now, "resolved")
+        said = "incident resolved: all alerts resolved"
+        for incident_id in run.resolved:
+            run.entries.note(incident_id, EventKind.INCIDENT_RESOLVED, said)
+            await announce(
+                run.connection,
+                run.policy,
+                Event.INCIDENT_RESOLVED,
+                incident_id,
+                said,
+                run.now,
+                redact=self.redact,
+            )
+        run.report.incidents_resolved = len(run.resolved)
+
+    async def _judge_relapses(self, run: _Batch) -> None:
+        if self.on_firing is not None:
+            fired = sorted({i.incident_id for i in run.new_items if i.incident_id is not None})
+            await self.on_firing(run.connection, fired, run.now)
+
+    def _after_commit(self, run: _Batch, source: str) -> None:
+        if run.rows:
+            self.scheduler.committed(run.now)
+        if run.decisions_opened:
+            self.on_decisions(run.decisions_opened)
+        _log_creation_failures(run.rows, run.action_ids)
+        metrics.ALERTS_DEDUPLICATED.labels(source).inc(run.report.duplicates)
+        run.report.incident_ids = sorted(
+            {i.incident_id for i in run.items if i.incident_id is not None}
+        )
 
     def _candidates(
         self, items: list[_Item], now: datetime, note: Callable[..., None]
@@ -561,6 +594,30 @@ async def request_approval(
         status="waiting",
         approval_id=approval_id,
     )
+
+
+async def _worsen(
+    connection: AsyncConnection, incident: dict[str, Any], severity: str | None
+) -> None:
+    """The incident takes the worse of its severity and the new alert's."""
+    worse = worse_severity(incident["severity"], severity)
+    if worse != incident["severity"]:
+        incident["severity"] = worse
+        await incidents_repo.set_severity(connection, incident["id"], worse or "")
+
+
+def _incident_row(item: _Item, now: datetime) -> dict[str, Any]:
+    labels = item.alert.labels
+    return {
+        "group_key": item.key,
+        "open_key": item.key,
+        "rule": item.rules[0].name if item.rules else None,
+        "title": incident_title(item.group_by, labels),
+        "severity": labels.get("severity"),
+        "status": IncidentStatus.OPEN.value,
+        "group_labels": {k: labels.get(k, "") for k in item.group_by},
+        "opened_at": now,
+    }
 
 
 def _collapse(batch: list[Alert]) -> list[Alert]:
