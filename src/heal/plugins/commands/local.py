@@ -45,7 +45,10 @@ _PERMANENT_START_ERRORS = (FileNotFoundError, PermissionError, NotADirectoryErro
 
 @dataclass(slots=True)
 class _Run:
-    process: Process
+    """A command of an action, from before its process exists (a cancel arriving while it
+    starts must still reach it) until it ended."""
+
+    process: Process | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -65,17 +68,19 @@ class LocalPlugin:
         """Stop the action's command if this process runs it (the run then ends as its
         timeout would, with SIGTERM then SIGKILL); None if it does not."""
         run = self._running.get(call.action_id)
-        if run is None or run.process.returncode is not None:
+        if run is None or (run.process is not None and run.process.returncode is not None):
             return None
         run.stop.set()
+        group = run.process.pid if run.process is not None else "starting"
         return (
-            f"stopping the local command (process group {run.process.pid}): SIGTERM, "
+            f"stopping the local command (process group {group}): SIGTERM, "
             f"then SIGKILL after {self.kill_grace:g} s"
         )
 
     async def aclose(self) -> None:
         for run in list(self._running.values()):
-            _signal_group(run.process, signal.SIGKILL)
+            if run.process is not None:
+                _signal_group(run.process, signal.SIGKILL)
 
     async def run_node(self, call: NodeCall) -> NodeResult:
         config = command_config(call, LocalAction)
@@ -87,6 +92,7 @@ class LocalPlugin:
         env.setdefault("PATH", DEFAULT_PATH)
         inputs = {"command": argv, "env": env, "cwd": config.cwd}
         began = time.monotonic()
+        run = self._running[call.action_id] = _Run()
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
@@ -98,18 +104,23 @@ class LocalPlugin:
                 start_new_session=True,  # its own process group, which a kill reaches whole
             )
         except OSError as exc:
+            del self._running[call.action_id]
             raise NodeFailed(
                 f"cannot start {argv[0]!r}: {_os_error(exc, argv[0])}",
                 inputs=inputs,
                 permanent=isinstance(exc, _PERMANENT_START_ERRORS),
             ) from exc
-        outcome = await self._follow(process, call, kill_seconds(config, call), began)
+        except BaseException:
+            del self._running[call.action_id]
+            raise
+        run.process = process
+        outcome = await self._follow(process, run, call, kill_seconds(config, call), began)
         outputs = outcome.outputs()
         check_outcome(outcome, config, inputs, outputs)
         return NodeResult(inputs=inputs, outputs=outputs)
 
     async def _follow(
-        self, process: Process, call: NodeCall, limit: float, began: float
+        self, process: Process, run: _Run, call: NodeCall, limit: float, began: float
     ) -> Outcome:
         stdout, stderr = Captured(), Captured()
         assert process.stdout is not None
@@ -118,7 +129,6 @@ class LocalPlugin:
             asyncio.create_task(capture(process.stdout, stdout)),
             asyncio.create_task(capture(process.stderr, stderr)),
         ]
-        run = self._running[call.action_id] = _Run(process)
         killed_after: float | None = None
         try:
             if not await _exited_within(process, run.stop, limit):
