@@ -35,7 +35,7 @@ from pydantic import Field, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from heal.decide.service import build_input, try_tiers
+from heal.decide.service import build_input, rejections, try_tiers
 from heal.decide.tiers import Tier
 from heal.domain.alerts import fingerprint_of
 from heal.domain.decisions import Proposal, TierAttempt, TierName
@@ -308,8 +308,7 @@ def _mismatch(
 ) -> str | None:
     """Why the proposal is not the expected one, or None when it is."""
     if winner is None:
-        reasons = "; ".join(f"{a.tier.value}: {a.rejected}" for a in attempts if a.rejected)
-        return f"no tier proposed an allowed action ({reasons})"
+        return f"no tier proposed an allowed action ({rejections(attempts)})"
     problems: list[str] = []
     if winner.action != expected.action:
         problems.append(f"proposed {winner.action!r}, expected {expected.action!r}")

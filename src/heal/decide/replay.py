@@ -32,7 +32,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.approvals.gate import Silence, auto_approval, requirement
-from heal.decide.service import build_input, try_tiers
+from heal.decide.service import build_input, decision_context, rejections, try_tiers
 from heal.decide.tiers import Tier
 from heal.domain.actions import IN_FLIGHT_STATUSES, ActionStatus, FailureType, Signal
 from heal.domain.alerts import AlertStatus, IngestVerdict, classify
@@ -509,9 +509,7 @@ class _Replay:
         latency = (time.monotonic() - began) * 1000
         error = None
         if winner is None:
-            error = "no tier proposed an allowed action: " + "; ".join(
-                f"{a.tier.value}: {a.rejected}" for a in attempts if a.rejected
-            )
+            error = f"no tier proposed an allowed action: {rejections(attempts)}"
         incident.decisions.append(WouldDecision(rule.name, at, attempts, winner, error, latency))
         if winner is not None:
             await self._action(
@@ -605,7 +603,7 @@ class _Replay:
             return APPROVAL, verdict.reason
         if needed is None:
             return RUN, ""
-        decision = _decision_context(decided) if decided else None
+        decision = decision_context(0, decided) if decided else None
         async with self.database.read() as connection:
             auto = await auto_approval(
                 connection, self.policy, config, rule.name, name, labels, at, decision
@@ -633,13 +631,6 @@ class _Replay:
             "opened_at": incident.opened_at,
             "status": "open",
         }
-
-
-def _decision_context(winner: Proposal) -> dict[str, Any]:
-    context: dict[str, Any] = {"tier": winner.tier.value, "confidence": winner.confidence}
-    if "lower_bound" in winner.evidence:
-        context["lower_bound"] = winner.evidence["lower_bound"]
-    return context
 
 
 def _alert_context(row: dict[str, Any]) -> dict[str, Any]:

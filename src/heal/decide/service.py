@@ -150,9 +150,7 @@ class DecisionService:
         now = self.clock()
         state = DecisionState.ERROR if winner is None else DecisionState.READY
         if winner is None and error is None:
-            error = "no tier proposed an allowed action: " + "; ".join(
-                f"{a.tier.value}: {a.rejected}" for a in attempts if a.rejected
-            )
+            error = f"no tier proposed an allowed action: {rejections(attempts)}"
         async with self.db.write() as connection:
             recorded = await decisions_repo.finish(
                 connection,
@@ -228,7 +226,7 @@ class DecisionService:
                 why=f"by decision #{row['id']} of rule {row['rule']!r} ({winner.tier.value})",
                 verify=effective_verify(request.rule.verify, config.verify),
                 params=winner.params,
-                context={"decision": _decision_context(row["id"], winner)},
+                context={"decision": decision_context(row["id"], winner)},
                 noted={"decision_id": row["id"]},
             ),
             policy=request.policy,
@@ -361,7 +359,12 @@ def _measure(
         )
 
 
-def _decision_context(decision_id: int, winner: Proposal) -> dict[str, Any]:
+def rejections(attempts: Sequence[TierAttempt]) -> str:
+    """Why each tier that had no accepted proposal had none, in order."""
+    return "; ".join(f"{a.tier.value}: {a.rejected}" for a in attempts if a.rejected)
+
+
+def decision_context(decision_id: int, winner: Proposal) -> dict[str, Any]:
     """What the action keeps of its decision (the gate's auto-approval reads it)."""
     context: dict[str, Any] = {
         "id": decision_id,

@@ -13,10 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from heal.approvals.gate import Silence
 from heal.domain.actions import ActionStatus, Signal
-from heal.domain.timeline import EventKind
 from heal.engine.create import inflight_key, new_action_row, snapshot_verify
 from heal.engine.interfaces import WakeScheduler
-from heal.ingest.service import gate, request_approval
+from heal.ingest.service import gate, record_created
 from heal.policy.models import ActionBase, Policy, Verify
 from heal.store import actions_repo, silences_repo
 
@@ -93,22 +92,7 @@ async def create_action(
             connection, row, new.config, policy, new.rule, new.action_name, labels, silences, now
         )
     [action_id] = await actions_repo.insert_many(connection, [row])
-    note(
-        new.incident_id,
-        EventKind.ACTION_CREATED,
-        f"action {new.action_name!r} created {new.why}"
-        + (f": {row['message']}" if row.get("message") else ""),
-        action_id,
-        status=row["status"],
-        signal=row["signal"],
-        **new.noted,
+    await record_created(
+        connection, row, action_id, new.why, note, policy, scheduler, now, new.noted
     )
-    gate_note = row.pop("_gate_note", None)
-    if gate_note:
-        note(new.incident_id, EventKind.ACTION_STATUS, gate_note, action_id, status=row["status"])
-    needed = row.pop("_approval", None)
-    if needed is not None:
-        await request_approval(connection, row, action_id, needed, now, note, policy)
-    if row["next_wake_at"] is not None:
-        await scheduler.schedule(connection, action_id, 0, row["next_wake_at"])
     return Created(action_id, row)

@@ -6,7 +6,7 @@ incidents, the actions and the actions' first wakes are all durable, or none of 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -353,7 +353,16 @@ class IngestService:
             row_keys.append(key)
         run.action_ids = await actions_repo.insert_many(run.connection, run.rows)
         for row, action_id in zip(run.rows, run.action_ids, strict=True):
-            await self._created(run, row, action_id)
+            await record_created(
+                run.connection,
+                row,
+                action_id,
+                f"by rule {row['rule']!r}",
+                run.entries.note,
+                run.policy,
+                self.scheduler,
+                run.now,
+            )
         created = dict(zip(row_keys, run.action_ids, strict=True))
         for candidate, key in joiners:
             joined = in_flight.get(key) or created.get(key)
@@ -366,35 +375,6 @@ class IngestService:
             )
         run.report.actions_created = len(run.rows)
         run.report.actions_joined = len(joiners)
-
-    async def _created(self, run: _Batch, row: dict[str, Any], action_id: int) -> None:
-        """A new action's timeline entries, its approval if it waits for one, its wake."""
-        note = run.entries.note
-        note(
-            row["incident_id"],
-            EventKind.ACTION_CREATED,
-            f"action {row['action_name']!r} created by rule {row['rule']!r}"
-            + (f": {row['message']}" if row.get("message") else ""),
-            action_id=action_id,
-            status=row["status"],
-            signal=row["signal"],
-        )
-        gate_note = row.pop("_gate_note", None)
-        if gate_note:
-            note(
-                row["incident_id"],
-                EventKind.ACTION_STATUS,
-                gate_note,
-                action_id=action_id,
-                status=row["status"],
-            )
-        needed = row.pop("_approval", None)
-        if needed is not None:
-            await request_approval(
-                run.connection, row, action_id, needed, run.now, note, run.policy
-            )
-        if row["next_wake_at"] is not None:
-            await self.scheduler.schedule(run.connection, action_id, 0, row["next_wake_at"])
 
     async def _resolve_incidents(self, run: _Batch) -> None:
         """Incidents whose last firing alert just resolved are resolved too."""
@@ -574,6 +554,42 @@ async def gate(
         return
     wait_for_approval(row, config, needed, now)
     row["_approval"] = needed
+
+
+async def record_created(
+    connection: AsyncConnection,
+    row: dict[str, Any],
+    action_id: int,
+    why: str,
+    note: Callable[..., None],
+    policy: Policy,
+    scheduler: WakeScheduler,
+    now: datetime,
+    noted: Mapping[str, Any] | None = None,
+) -> None:
+    """A new action just inserted: its timeline entries (created ``why``, what the gate
+    said), its approval if it waits for one, its first wake. ``noted``: extra data of the
+    creation's entry."""
+    note(
+        row["incident_id"],
+        EventKind.ACTION_CREATED,
+        f"action {row['action_name']!r} created {why}"
+        + (f": {row['message']}" if row.get("message") else ""),
+        action_id,
+        status=row["status"],
+        signal=row["signal"],
+        **(noted or {}),
+    )
+    gate_note = row.pop("_gate_note", None)
+    if gate_note:
+        note(
+            row["incident_id"], EventKind.ACTION_STATUS, gate_note, action_id, status=row["status"]
+        )
+    needed = row.pop("_approval", None)
+    if needed is not None:
+        await request_approval(connection, row, action_id, needed, now, note, policy)
+    if row["next_wake_at"] is not None:
+        await scheduler.schedule(connection, action_id, 0, row["next_wake_at"])
 
 
 async def request_approval(
